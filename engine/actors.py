@@ -1,0 +1,81 @@
+"""Thin Ray actors that only hold a loaded model; what they compute lives in generation.py and training.py.
+
+``SamplerActor`` keeps the base policy resident in vLLM and serves any round's adapter; ``LabelerActor``
+holds the labeler VLM; ``TrainerActor`` runs one round of DPO in its own process, so its memory is freed
+when the driver kills it. Resources come from ``resources.*`` in the config.
+"""
+from __future__ import annotations
+
+import os
+
+import ray
+
+from engine.config import Config
+
+
+class _EngineHolder:
+    def __init__(self, model: str, engine_kwargs: dict):
+        from engine.generation import VLLMEngine
+
+        self.engine = VLLMEngine(model, **engine_kwargs)
+
+    def pid(self) -> int:
+        return os.getpid()
+
+
+@ray.remote
+class SamplerActor(_EngineHolder):
+    def generate(self, items, n, temperature, max_tokens, seeds, adapter):
+        return self.engine.generate(items, n=n, temperature=temperature, max_tokens=max_tokens, seeds=seeds,
+                                    adapter=adapter)
+
+    def yes_no(self, items, adapter):
+        return self.engine.yes_no(items, adapter=adapter)
+
+
+@ray.remote
+class LabelerActor(_EngineHolder):
+    def yes_no(self, items):
+        return self.engine.yes_no(items)
+
+
+@ray.remote
+class TrainerActor:
+    def train(self, **kwargs) -> dict:
+        from engine.training import train_dpo
+
+        return train_dpo(**kwargs)
+
+    def pid(self) -> int:
+        return os.getpid()
+
+
+def engine_kwargs(cfg: Config, lora: bool) -> dict:
+    m = cfg.model
+    return {"dtype": m.dtype, "max_model_len": m.max_model_len, "seed": cfg.run.seed, "enable_lora": lora,
+            "max_lora_rank": max(8, cfg.train.lora_r), "tensor_parallel_size": m.tensor_parallel_size,
+            "gpu_memory_utilization": m.gpu_memory_utilization, "trust_remote_code": m.trust_remote_code,
+            "enforce_eager": m.enforce_eager, "cpu": cfg.resources.num_gpus_per_actor == 0}
+
+
+def actor_options(cfg: Config, name: str) -> dict:
+    r = cfg.resources
+    # A GPU engine with tensor parallelism spans several GPUs; Ray must reserve all of them.
+    gpus = r.num_gpus_per_actor * (cfg.model.tensor_parallel_size if name != "trainer" else 1)
+    return {"num_cpus": r.num_cpus_per_actor, "num_gpus": gpus}
+
+
+def connect_ray(cfg: Config) -> None:
+    """Attaches to the cluster of ``ray job submit`` (RAY_ADDRESS) or resources.ray_address; otherwise starts
+    a local Ray whose sockets stay on 127.0.0.1 (DESIGN.md §4)."""
+    if ray.is_initialized():
+        return
+    address = cfg.resources.ray_address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, log_to_driver=True)
+        return
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    r = cfg.resources
+    # Stages run one after another, so actors that wait idle may share cores: reserve logical CPUs for all.
+    cpus = max(os.cpu_count() or 1, r.num_cpus_per_actor * (r.sampler_actors + r.labeler_actors + r.trainer_actors))
+    ray.init(num_cpus=cpus, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=True)

@@ -1,0 +1,229 @@
+"""Typed run configuration: YAML files plus dotted ``key=value`` overrides, validated before any work.
+
+Every section is a dataclass whose docstring lists its keys; ``load_config`` rejects unknown keys, values
+of the wrong type and impossible values with one message naming the key. ``model.policy: zoo`` and
+``feedback.labeler_model: zoo`` mean the tiny ShapesWorld models, built on first use.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A bad config: the message names the key (or file) and what is wrong with it."""
+
+
+@dataclass
+class RunConfig:
+    """run.name: folder name under run.root; run.seed: seeds every stage; run.rounds: alignment rounds."""
+    name: str = "shapes-rlaifv"
+    root: str = "runs"
+    seed: int = 0
+    rounds: int = 3
+
+
+@dataclass
+class ModelConfig:
+    """The policy (a HF VLM folder, or ``zoo``) and how vLLM serves it (dtype, context, parallelism)."""
+    policy: str = "zoo"
+    zoo: str = "full"  # full | small: which zoo recipe ``zoo`` paths refer to
+    dtype: str = "float32"
+    max_model_len: int = 512
+    tensor_parallel_size: int = 1
+    gpu_memory_utilization: float = 0.85
+    enforce_eager: bool = True
+    trust_remote_code: bool = False
+
+
+@dataclass
+class DataConfig:
+    """Where prompts come from: the ShapesWorld prompt pool (world seed and language-prior strength)."""
+    source: str = "shapesworld"
+    world_seed: int = 0
+    prior: float = 0.6
+
+
+@dataclass
+class SamplingConfig:
+    """Deconfounded sampling: n answers per prompt, identical decoding, only the seed differs."""
+    prompts_per_round: int = 256
+    n: int = 8
+    temperature: float = 0.7
+    max_tokens: int = 96
+    shard_size: int = 64
+
+
+@dataclass
+class FeedbackConfig:
+    """Preference source, claim splitter and labeler (``vlm``, ``self``, ``oracle`` or ``python:mod:Class``)."""
+    source: str = "rlaifv"
+    splitter: str = "rule"
+    splitter_model: str = ""
+    labeler: str = "vlm"
+    labeler_model: str = "zoo"
+    max_pairs_per_prompt: int = 2
+    length_balance: bool = True
+
+
+@dataclass
+class TrainConfig:
+    """LoRA DPO (sigmoid loss) from the previous round's policy; reference: previous | initial."""
+    beta: float = 0.1
+    lr: float = 5e-4
+    epochs: int = 2
+    batch_size: int = 16
+    reference: str = "previous"
+    lora_r: int = 16
+    lora_alpha: int = 32
+    threads: int = 1
+
+
+@dataclass
+class EvalConfig:
+    """Held-out evaluation after every round (and of the starting policy, round 000)."""
+    n: int = 300
+
+
+@dataclass
+class ResourcesConfig:
+    """Actor counts and what each actor asks Ray for; GPU users set num_gpus_per_actor and nothing else."""
+    sampler_actors: int = 1
+    labeler_actors: int = 1
+    trainer_actors: int = 1
+    num_gpus_per_actor: float = 0.0
+    num_cpus_per_actor: float = 1.0
+    ray_address: str = ""  # empty: attach to a running cluster if there is one, else start a local one
+
+
+@dataclass
+class Config:
+    run: RunConfig = field(default_factory=RunConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    feedback: FeedbackConfig = field(default_factory=FeedbackConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    resources: ResourcesConfig = field(default_factory=ResourcesConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def digest(self, sections: tuple[str, ...] | None = None) -> str:
+        data = {k: v for k, v in self.to_dict().items() if sections is None or k in sections}
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# Fields whose change alters the data or weights a finished stage produced; resuming across such a change
+# needs --force. Resources and eval size can change freely.
+STAGE_SECTIONS = ("run", "model", "data", "sampling", "feedback", "train")
+_CHOICES = {"model.zoo": ("full", "small"), "data.source": ("shapesworld",), "feedback.splitter": ("rule", "llm"),
+            "train.reference": ("previous", "initial"), "model.dtype": ("float32", "bfloat16", "float16", "auto")}
+_POSITIVE = ("run.rounds", "sampling.prompts_per_round", "sampling.n", "sampling.max_tokens", "sampling.shard_size",
+             "train.epochs", "train.batch_size", "train.lora_r", "train.lora_alpha", "train.threads", "eval.n",
+             "resources.sampler_actors", "resources.labeler_actors", "resources.trainer_actors",
+             "model.max_model_len", "model.tensor_parallel_size", "feedback.max_pairs_per_prompt")
+
+
+def _coerce(key: str, value, kind):
+    """Checks (and for command-line strings, parses) one value against its field's type."""
+    if isinstance(value, str) and kind is not str:
+        text = value.strip().lower()
+        try:
+            value = {"true": True, "false": False}[text] if kind is bool else kind(text)
+        except (KeyError, ValueError):
+            raise ConfigError(f"{key}: cannot parse {value!r} as {kind.__name__}") from None
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ConfigError(f"{key}: expected {kind.__name__}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _apply(cfg: Config, key: str, value) -> None:
+    section_name, _, name = key.partition(".")
+    section = getattr(cfg, section_name, None) if section_name in Config.__dataclass_fields__ else None
+    if section is None or not name:
+        raise ConfigError(f"{key}: unknown key (sections: {', '.join(Config.__dataclass_fields__)})")
+    fields = {f.name: f for f in dataclasses.fields(section)}
+    if name not in fields:
+        raise ConfigError(f"{key}: unknown key (known in {section_name}: {', '.join(fields)})")
+    kind = typing.get_type_hints(type(section))[name]
+    setattr(section, name, _coerce(key, value, kind))
+
+
+def _validate(cfg: Config) -> None:
+    for key in _POSITIVE:
+        section, name = key.split(".")
+        if getattr(getattr(cfg, section), name) < 1:
+            raise ConfigError(f"{key}: must be >= 1, got {getattr(getattr(cfg, section), name)}")
+    for key, choices in _CHOICES.items():
+        section, name = key.split(".")
+        if getattr(getattr(cfg, section), name) not in choices:
+            raise ConfigError(f"{key}: must be one of {choices}, got {getattr(getattr(cfg, section), name)!r}")
+    checks = [
+        ("sampling.temperature", 0 <= cfg.sampling.temperature <= 5, "must be in [0, 5]"),
+        ("sampling.n", cfg.sampling.n >= 2 or cfg.feedback.source != "rlaifv", "RLAIF-V needs >= 2 samples per prompt"),
+        ("train.beta", cfg.train.beta > 0, "must be > 0"),
+        ("train.lr", 0 < cfg.train.lr < 1, "must be in (0, 1)"),
+        ("data.prior", 0 <= cfg.data.prior <= 1, "must be in [0, 1]"),
+        ("resources.num_gpus_per_actor", cfg.resources.num_gpus_per_actor >= 0, "must be >= 0"),
+        ("resources.num_cpus_per_actor", cfg.resources.num_cpus_per_actor > 0, "must be > 0"),
+        ("feedback.splitter_model", cfg.feedback.splitter != "llm" or cfg.feedback.splitter_model,
+         "the llm splitter needs a model path"),
+    ]
+    for key, ok, why in checks:
+        if not ok:
+            raise ConfigError(f"{key}: {why}")
+    for key, path in (("model.policy", cfg.model.policy), ("feedback.labeler_model", cfg.feedback.labeler_model),
+                      ("feedback.splitter_model", cfg.feedback.splitter_model)):
+        if path and path != "zoo" and not Path(path).exists():
+            raise ConfigError(f"{key}: model path {path!r} does not exist")
+    if not (cfg.feedback.labeler in ("vlm", "self", "oracle") or cfg.feedback.labeler.startswith("python:")):
+        raise ConfigError(f"feedback.labeler: expected vlm | self | oracle | python:module:Class, got {cfg.feedback.labeler!r}")
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Config:
+    """Reads a YAML config (safe loader), applies ``a.b=value`` overrides in order, and validates."""
+    cfg = Config()
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"{path}: config file not found")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML ({e})") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a mapping of sections at the top level")
+        for section, values in data.items():
+            if not isinstance(values, dict):
+                raise ConfigError(f"{section}: expected a mapping of keys, got {values!r}")
+            for name, value in values.items():
+                _apply(cfg, f"{section}.{name}", value)
+    for item in overrides:
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise ConfigError(f"{item}: overrides are written key=value")
+        _apply(cfg, key.strip(), value)
+    _validate(cfg)
+    return cfg
+
+
+def config_from_dict(data: dict) -> Config:
+    """Rebuilds a Config saved with ``to_dict`` (the run directory's config.yaml)."""
+    cfg = Config()
+    for section, values in data.items():
+        for name, value in values.items():
+            _apply(cfg, f"{section}.{name}", value)
+    _validate(cfg)
+    return cfg
+
+

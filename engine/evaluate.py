@@ -1,0 +1,64 @@
+"""Evaluation of zoo models through vLLM: the policy's hallucination figures and the labeler's accuracy.
+
+``python -m engine.evaluate [--small]`` builds the zoo if needed and prints both; it is what the README's
+demo runs until the alignment loop lands.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+from engine.generation import Adapter, VLLMEngine
+from engine.zoo import FULL, SMALL, build_zoo
+from evaluation.heldout import evaluate_policy, format_metrics
+from evaluation.shapes import ShapesWorld
+
+YES_NO_SUFFIX = " Please answer yes or no."
+
+
+def policy_handles(engine: VLLMEngine, adapter: Adapter | None = None, max_tokens: int = 96):
+    """(describe, ask) callables over a vLLM engine, as evaluation.heldout expects them."""
+    def describe(items):
+        return [answers[0] for answers in engine.generate(items, max_tokens=max_tokens, adapter=adapter)]
+
+    def ask(items):
+        return [answers[0] for answers in engine.generate(items, max_tokens=4, adapter=adapter)]
+
+    return describe, ask
+
+
+def evaluate_model(engine: VLLMEngine, world: ShapesWorld, count: int, adapter: Adapter | None = None,
+                   seed: int = 0) -> tuple[dict, list[dict]]:
+    describe, ask = policy_handles(engine, adapter)
+    return evaluate_policy(describe, ask, world.eval_set(count), world.vocabulary(), world.text_statistics(), seed)
+
+
+def labeler_accuracy(engine: VLLMEngine, world: ShapesWorld, count: int, hard: float = 0.7) -> dict:
+    """Accuracy on balanced held-out existence questions (most absent objects share a colour or shape)."""
+    items = world.claim_questions(count, hard=hard)
+    probs = engine.yes_no([(it["image"], it["question"] + YES_NO_SUFFIX) for it in items])
+    correct = [(p_yes > p_no) == it["label"] for (p_yes, p_no), it in zip(probs, items)]
+    return {"accuracy": sum(correct) / len(correct), "n": len(correct)}
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--small", action="store_true", help="the fast mechanics-test zoo instead of the full one")
+    parser.add_argument("--n", type=int, default=300, help="held-out images and labeler questions")
+    args = parser.parse_args(argv)
+    recipe = SMALL if args.small else FULL
+    start = time.time()
+    paths = build_zoo(recipe)
+    print(f"[demo] zoo ready in {time.time() - start:.0f}s: {paths['policy'].parent}", flush=True)
+    world = ShapesWorld(recipe.seed, recipe.prior)
+    policy = VLLMEngine(str(paths["policy"]), seed=recipe.seed)
+    metrics, _ = evaluate_model(policy, world, args.n)
+    print(f"[demo] starting policy on {args.n} held-out images: {format_metrics(metrics)}", flush=True)
+    del policy
+    labeler = VLLMEngine(str(paths["labeler"]), seed=recipe.seed)
+    accuracy = labeler_accuracy(labeler, world, args.n)
+    print(f"[demo] labeler on {accuracy['n']} held-out yes/no claim questions: accuracy {accuracy['accuracy']:.1%}")
+
+
+if __name__ == "__main__":
+    main()

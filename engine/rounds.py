@@ -1,0 +1,251 @@
+"""The round machine: RLAIF-V round k turns policy k-1 into policy k through seven stages.
+
+    prompts -> sample -> split -> verify -> pairs -> train -> eval
+
+Each stage reads earlier stages' tables from the run store and writes its own, then an atomic
+``_SUCCESS``. On restart a finished stage is skipped and a half-done sharded stage (sample, verify) redoes
+only its missing shards; seeds come from (run seed, round, stage, prompt), so the data is the same as in
+an uninterrupted run. Round 000 only evaluates the starting policy. Model calls go to Ray actors, wrapped
+as plain handles for the pure stage functions in ``feedback/``.
+"""
+from __future__ import annotations
+
+import io
+import shutil
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import ray
+
+from engine.actors import LabelerActor, SamplerActor, TrainerActor, actor_options, engine_kwargs
+from engine.config import Config
+from engine.generation import Adapter
+from engine.store import RunStore
+from evaluation.heldout import evaluate_policy, format_metrics
+from evaluation.shapes import ShapesWorld, layout
+from feedback import rlaifv
+from feedback.labelers import OracleLabeler, VLMLabeler, load_plugin
+
+STAGES = ("prompts", "sample", "split", "verify", "pairs", "train", "eval")
+
+
+def pairs_schema():
+    from datasets import Features, Image, List, Value
+
+    message = List({"role": Value("string"), "content": List({"type": Value("string"), "text": Value("string")})})
+    return Features({"id": Value("string"), "prompt_id": Value("string"), "round": Value("int64"),
+                     "images": List(Image()), "prompt": message, "chosen": message, "rejected": message,
+                     "chosen_score": Value("int64"), "rejected_score": Value("int64")}).arrow_schema
+
+
+class Rounds:
+    """Drives the rounds of one run directory; holds the actors between stages."""
+
+    def __init__(self, cfg: Config, store: RunStore, policy: str, labeler: str, log=print):
+        self.cfg, self.store, self.policy, self.labeler_model, self.log = cfg, store, policy, labeler, log
+        self.world = ShapesWorld(cfg.data.world_seed, cfg.data.prior)
+        self.samplers: list = []
+        self.labelers: list = []
+
+    # ---- actors -------------------------------------------------------------------------------------
+    def _sampler_pool(self) -> list:
+        if not self.samplers:
+            options = actor_options(self.cfg, "sampler")
+            self.samplers = [SamplerActor.options(**options).remote(self.policy, engine_kwargs(self.cfg, lora=True))
+                             for _ in range(self.cfg.resources.sampler_actors)]
+        return self.samplers
+
+    def _labeler_pool(self) -> list:
+        if not self.labelers:
+            options = actor_options(self.cfg, "labeler")
+            self.labelers = [LabelerActor.options(**options).remote(self.labeler_model, engine_kwargs(self.cfg, lora=False))
+                             for _ in range(self.cfg.resources.labeler_actors)]
+        return self.labelers
+
+    def shutdown(self, which: str = "all") -> None:
+        """Kills actors so their memory (and CPUs/GPUs) go back to the cluster."""
+        if which in ("labelers", "all"):
+            for actor in self.labelers:
+                ray.kill(actor)
+            self.labelers = []
+        if which in ("samplers", "all"):
+            for actor in self.samplers:
+                ray.kill(actor)
+            self.samplers = []
+
+    def adapter(self, round_index: int) -> Adapter | None:
+        """Policy k as a vLLM adapter (None: the base model, round 0 or a round that trained nothing)."""
+        path = self.store.stage_dir(round_index, "policy")
+        if round_index == 0 or not (path / "adapter_config.json").exists():
+            return None
+        return Adapter(str(path.resolve()), rlaifv.derive_seed(str(path.resolve())) % 1_000_000 + 1)
+
+    # ---- stage helpers ------------------------------------------------------------------------------
+    def _finish(self, k: int, stage: str, start: float, info: dict) -> None:
+        info = {**info, "seconds": round(time.time() - start, 2)}
+        self.store.mark_done(k, stage, info)
+        self.store.append_metrics({"round": k, "stage": stage, **info})
+        self.log(f"[round {k:03d}] {stage}: " + ", ".join(f"{a}={b}" for a, b in info.items() if not isinstance(b, (dict, list))))
+
+    def _single(self, k: int, stage: str, produce, schema=None) -> None:
+        if self.store.is_done(k, stage):
+            return
+        start = time.time()
+        rows, info = produce()
+        self.store.write_shard(k, stage, 0, rows, schema)
+        self._finish(k, stage, start, {"rows": len(rows), **info})
+
+    def _sharded(self, k: int, stage: str, shards: list[list], handles: list, work) -> None:
+        """Runs ``work(handle, shard_rows)`` for every missing shard, one thread per actor handle."""
+        if self.store.is_done(k, stage):
+            return
+        start = time.time()
+        missing = [s for s in range(len(shards)) if not self.store.has_shard(k, stage, s)]
+        queues = [missing[i::len(handles)] for i in range(len(handles))]
+
+        def drain(handle, indices):
+            for s in indices:
+                self.store.write_shard(k, stage, s, work(handle, shards[s]))
+
+        with ThreadPoolExecutor(len(handles)) as pool:
+            for future in [pool.submit(drain, h, q) for h, q in zip(handles, queues) if q]:
+                future.result()
+        rows = sum(len(shard) for shard in shards)
+        self._finish(k, stage, start, {"shards": len(shards), "shards_run": len(missing), "prompts": rows})
+
+    def _shards(self, prompts: list[dict]) -> list[list[dict]]:
+        size = self.cfg.sampling.shard_size
+        return [prompts[i:i + size] for i in range(0, len(prompts), size)]
+
+    # ---- the rounds ---------------------------------------------------------------------------------
+    def run(self) -> list[dict]:
+        self.evaluate(0)
+        for k in range(1, self.cfg.run.rounds + 1):
+            self.round(k)
+        self.shutdown()
+        return [self.store.read_json(f"rounds/{k:03d}/eval/metrics.json") for k in range(self.cfg.run.rounds + 1)]
+
+    def round(self, k: int) -> None:
+        cfg, store = self.cfg, self.store
+        self._single(k, "prompts", lambda: self._prompts(k))
+        prompts = store.read(k, "prompts")
+        by_id = {p["id"]: p for p in prompts}
+        shards = self._shards(prompts)
+        previous = self.adapter(k - 1)
+
+        def sample(actor, shard):
+            def generate(items, seeds):
+                return ray.get(actor.generate.remote(items, cfg.sampling.n, cfg.sampling.temperature,
+                                                     cfg.sampling.max_tokens, seeds, previous))
+            return rlaifv.sample_answers(shard, generate, cfg.run.seed, k)
+
+        if not store.is_done(k, "sample"):
+            self._sharded(k, "sample", shards, self._sampler_pool(), sample)
+        self._single(k, "split", lambda: (rlaifv.split_answers(store.read(k, "sample")), {}))
+        if not store.is_done(k, "verify"):
+            split_by_prompt: dict[str, list] = {}
+            for row in store.read(k, "split"):
+                split_by_prompt.setdefault(row["prompt_id"], []).append(row)
+            split_shards = [[r for p in shard for r in split_by_prompt.get(p["id"], [])] for shard in shards]
+            labelers = self._labeler_handles(previous)
+            self._sharded(k, "verify", split_shards, labelers,
+                          lambda labeler, rows: rlaifv.verify_claims(rows, by_id, labeler, cfg.feedback.labeler))
+        self._single(k, "pairs", lambda: self._pairs(k, by_id), pairs_schema())
+        if not store.is_done(k, "train"):
+            self.shutdown("labelers")
+            self._train(k)
+        self.evaluate(k)
+
+    def _prompts(self, k: int):
+        size = self.cfg.sampling.prompts_per_round
+        rows = []
+        for item in self.world.prompt_pool(size, start=(k - 1) * size):
+            buffer = io.BytesIO()
+            item["image"].save(buffer, format="PNG")
+            rows.append({"id": item["id"], "image_bytes": buffer.getvalue(), "question": item["question"],
+                         "reference": item["reference"], "gt_objects": item["gt_objects"], "layout": item["layout"]})
+        kept, skipped = rlaifv.select_prompts(rows)
+        return kept, {"skipped": len(skipped), "skip_reasons": skipped}
+
+    def _labeler_handles(self, previous: Adapter | None) -> list:
+        kind = self.cfg.feedback.labeler
+        if kind == "oracle":
+            return [OracleLabeler()]
+        if kind == "self":
+            return [VLMLabeler(lambda items, a=a: ray.get(a.yes_no.remote(items, previous))) for a in self._sampler_pool()]
+        if kind == "vlm":
+            return [VLMLabeler(lambda items, a=a: ray.get(a.yes_no.remote(items))) for a in self._labeler_pool()]
+        return [load_plugin(kind, self.cfg.feedback.labeler_model)]
+
+    def _pairs(self, k: int, by_id: dict):
+        verified = self.store.read(k, "verify")
+        f = self.cfg.feedback
+        pairs = rlaifv.make_pairs(verified, by_id, f.max_pairs_per_prompt, self.cfg.run.seed, f.length_balance, k)
+        scores = [r["score"] for r in verified if not r["unscored"]]
+        return pairs, {"answers": len(verified), "unscored": sum(r["unscored"] for r in verified),
+                       "mean_score": round(sum(scores) / max(1, len(scores)), 4),
+                       "claims": sum(r["claims"] for r in verified)}
+
+    def _train(self, k: int) -> None:
+        start = time.time()
+        policy = self.store.stage_dir(k, "policy")
+        tmp = policy.with_name("policy.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(policy, ignore_errors=True)
+        previous = self.adapter(k - 1)
+        pairs_dir = self.store.stage_dir(k, "pairs")
+        if not self.store.read(k, "pairs"):
+            figures = {"pairs": 0, "note": "no pairs: the policy is carried over unchanged"}
+            shutil.copytree(previous.path, tmp) if previous else tmp.mkdir(parents=True)
+        else:
+            t = self.cfg.train
+            trainer = TrainerActor.options(**actor_options(self.cfg, "trainer")).remote()
+            try:
+                figures = ray.get(trainer.train.remote(
+                    base_model=self.policy, pairs_dir=str(pairs_dir), out_dir=str(tmp),
+                    previous_adapter=previous.path if previous else None, reference=t.reference, beta=t.beta,
+                    lr=t.lr, epochs=t.epochs, batch_size=t.batch_size, lora_r=t.lora_r, lora_alpha=t.lora_alpha,
+                    threads=t.threads, seed=rlaifv.derive_seed(self.cfg.run.seed, k, "train"),
+                    use_cpu=self.cfg.resources.num_gpus_per_actor == 0))
+            finally:
+                ray.kill(trainer)
+        tmp.rename(policy)
+        self._finish(k, "train", start, figures)
+
+    def evaluate(self, k: int) -> None:
+        if self.store.is_done(k, "eval"):
+            return
+        start = time.time()
+        actor, adapter = self._sampler_pool()[0], self.adapter(k)
+
+        def describe(items):
+            return [a[0] for a in ray.get(actor.generate.remote(items, 1, 0.0, self.cfg.sampling.max_tokens, None, adapter))]
+
+        def ask(items):
+            return [a[0] for a in ray.get(actor.generate.remote(items, 1, 0.0, 4, None, adapter))]
+
+        metrics, rows = evaluate_policy(describe, ask, self.world.eval_set(self.cfg.eval.n), self.world.vocabulary(),
+                                        self.world.text_statistics(), self.cfg.run.seed)
+        self.store.write_json(f"rounds/{k:03d}/eval/metrics.json", metrics)
+        self.store.write_jsonl(f"rounds/{k:03d}/eval/responses.jsonl", rows)
+        self._finish(k, "eval", start, {key: metrics[key] for key in ("chair_s", "chair_i", "recall", "pope_f1", "n")})
+        self.log(f"[round {k:03d}] {format_metrics(metrics)}")
+
+
+def branch_from(source: Path, target: Path, round_index: int) -> None:
+    """Starts a new run at ``target`` from round N of ``source``: rounds 0..N are linked in as finished."""
+    for k in range(round_index + 1):
+        src = source / "rounds" / f"{k:03d}"
+        if not (src / "eval" / "_SUCCESS").exists() and not (k > 0 and (src / "train" / "_SUCCESS").exists()):
+            raise ValueError(f"--resume-from {round_index}: round {k} of {source} is not finished")
+        dst = target / "rounds" / f"{k:03d}"
+        if not dst.exists():
+            shutil.copytree(src, dst, copy_function=_link_or_copy)
+
+
+def _link_or_copy(src, dst):
+    try:
+        Path(dst).hardlink_to(src)
+    except OSError:
+        shutil.copy2(src, dst)

@@ -1,0 +1,88 @@
+"""The run directory (DESIGN.md §2): stage tables as parquet shards, atomic completion markers, metrics.
+
+Every file is written to a temporary name, fsynced and renamed, so a reader (or a resumed run) sees a
+shard or a marker whole or not at all. A stage is done when ``_SUCCESS`` exists; a half-done stage is
+resumed shard by shard, since each ``part-NNNNN.parquet`` is itself complete once it has its name.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)  # the rename itself must survive a crash
+    finally:
+        os.close(directory)
+
+
+class RunStore:
+    """Reads and writes one run directory."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    def stage_dir(self, round_index: int, stage: str) -> Path:
+        return self.root / "rounds" / f"{round_index:03d}" / stage
+
+    def is_done(self, round_index: int, stage: str) -> bool:
+        return (self.stage_dir(round_index, stage) / "_SUCCESS").exists()
+
+    def done_info(self, round_index: int, stage: str) -> dict:
+        return json.loads((self.stage_dir(round_index, stage) / "_SUCCESS").read_text())
+
+    def mark_done(self, round_index: int, stage: str, info: dict) -> None:
+        atomic_write(self.stage_dir(round_index, stage) / "_SUCCESS", json.dumps(info, indent=1).encode())
+
+    def shard_path(self, round_index: int, stage: str, shard: int) -> Path:
+        return self.stage_dir(round_index, stage) / f"part-{shard:05d}.parquet"
+
+    def has_shard(self, round_index: int, stage: str, shard: int) -> bool:
+        return self.shard_path(round_index, stage, shard).exists()
+
+    def write_shard(self, round_index: int, stage: str, shard: int, rows: list[dict],
+                    schema: pa.Schema | None = None) -> None:
+        table = pa.Table.from_pylist(rows, schema=schema)
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink)
+        atomic_write(self.shard_path(round_index, stage, shard), sink.getvalue().to_pybytes())
+
+    def read(self, round_index: int, stage: str) -> list[dict]:
+        """All rows of a stage, in shard order."""
+        rows = []
+        for path in sorted(self.stage_dir(round_index, stage).glob("part-*.parquet")):
+            rows.extend(pq.read_table(path).to_pylist())
+        return rows
+
+    def write_json(self, relative: str, data) -> None:
+        atomic_write(self.root / relative, json.dumps(data, indent=1).encode())
+
+    def read_json(self, relative: str):
+        return json.loads((self.root / relative).read_text())
+
+    def write_jsonl(self, relative: str, rows: list[dict]) -> None:
+        atomic_write(self.root / relative, "".join(json.dumps(r) + "\n" for r in rows).encode())
+
+    def append_metrics(self, row: dict) -> None:
+        """One line per round and stage in RUN/metrics.jsonl; rewritten atomically, idempotent per key."""
+        path = self.root / "metrics.jsonl"
+        rows = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+        rows = [r for r in rows if (r["round"], r["stage"]) != (row["round"], row["stage"])] + [row]
+        self.write_jsonl("metrics.jsonl", rows)
+
+    def metrics(self) -> list[dict]:
+        path = self.root / "metrics.jsonl"
+        return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []

@@ -1,0 +1,215 @@
+"""The tiny model zoo: a ShapesWorld policy and labeler, built locally, offline, in minutes.
+
+Both are real ``LlavaForConditionalGeneration`` models (CLIP vision tower + Llama text model) with a
+locally made word-level tokenizer and a ``LlavaProcessor``, so vLLM, TRL and PEFT run the same code paths
+they run for llava-hf/llava-1.5-7b-hf. The policy learns from prior-laden text and hallucinates partners;
+the labeler learns from clean captions plus yes/no claim checks (yes/no alone plateaus at chance, see
+DESIGN.md §3). A zoo is cached under a hash of its recipe and rebuilt only when the recipe changes.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import multiprocessing
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from evaluation.shapes import IMAGE_SIZE, ShapesWorld, grammar_text
+
+CACHE = Path(os.environ.get("CANDOR_CACHE", Path(__file__).resolve().parent.parent / ".cache"))
+SPECIAL = ("<pad>", "<unk>", "<s>", "</s>", "<image>")
+CHAT_FORMAT = ("USER", "ASSISTANT", ":")
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+PATCH = 8
+IMAGE_TOKENS = (IMAGE_SIZE // PATCH) ** 2
+# LLaVA-1.5's conversation format; TRL needs the generation prompt to be a prefix of the full chat.
+CHAT_TEMPLATE = (
+    "{% for m in messages %}{% if m['role'] == 'user' %}USER: "
+    "{% if m['content'] is string %}{{ m['content'] }}{% else %}{% for c in m['content'] %}"
+    "{% if c['type'] == 'image' %}<image>\n{% else %}{{ c['text'] }}{% endif %}{% endfor %}{% endif %} "
+    "{% else %}ASSISTANT: {% if m['content'] is string %}{{ m['content'] }}{% else %}"
+    "{% for c in m['content'] %}{{ c['text'] }}{% endfor %}{% endif %}</s>{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}ASSISTANT:{% endif %}"
+)
+
+
+@dataclass(frozen=True)
+class ZooRecipe:
+    """Everything that determines the zoo's weights; its hash names the cache folder."""
+    seed: int = 0
+    prior: float = 0.6
+    policy_steps: int = 2000
+    labeler_steps: int = 2000
+    batch_size: int = 32
+    lr: float = 1e-3
+    hidden: int = 128
+    layers: int = 2
+    head_dim: int = 32
+    # Bump a model's version when the code changes what its recipe produces.
+    policy_version: int = 2
+    labeler_version: int = 3
+
+    def key(self, kind: str) -> str:
+        """Hash of the fields that shape one model, so changing the labeler's recipe keeps the policy cached."""
+        other = "labeler" if kind == "policy" else "policy"
+        fields = {k: v for k, v in dataclasses.asdict(self).items() if not k.startswith(other)}
+        if kind == "labeler":
+            fields.pop("prior")  # the labeler learns from clean text
+        return hashlib.sha256(json.dumps({"kind": kind, **fields}, sort_keys=True).encode()).hexdigest()[:12]
+
+
+FULL = ZooRecipe()
+# Mechanics tests only need models that load, generate and train; quality is not asserted on them.
+SMALL = ZooRecipe(policy_steps=250, labeler_steps=250)
+
+
+def build_tokenizer():
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    words = sorted({w for line in grammar_text() + list(CHAT_FORMAT)
+                    for w, _ in pre_tokenizers.Whitespace().pre_tokenize_str(line)})
+    vocab = {tok: i for i, tok in enumerate(list(SPECIAL) + words)}
+    core = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.Whitespace()
+    core.decoder = decoders.WordPiece(prefix="##", cleanup=True)  # joins words, glues punctuation back
+    core.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A $B",
+                                                        special_tokens=[("<s>", vocab["<s>"])])
+    core.add_special_tokens(list(SPECIAL))
+    return PreTrainedTokenizerFast(tokenizer_object=core, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
+                                   pad_token="<pad>", extra_special_tokens={"image_token": "<image>"},
+                                   model_max_length=512)
+
+
+def build_processor():
+    from transformers import CLIPImageProcessor, LlavaProcessor
+
+    images = CLIPImageProcessor(size={"shortest_edge": IMAGE_SIZE}, crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE},
+                                image_mean=list(CLIP_MEAN), image_std=list(CLIP_STD))
+    return LlavaProcessor(image_processor=images, tokenizer=build_tokenizer(), patch_size=PATCH,
+                          vision_feature_select_strategy="default", num_additional_image_tokens=1,
+                          chat_template=CHAT_TEMPLATE)
+
+
+def build_model(recipe: ZooRecipe, tokenizer):
+    from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
+
+    h = recipe.hidden
+    vision = CLIPVisionConfig(hidden_size=h, intermediate_size=2 * h, num_hidden_layers=recipe.layers,
+                              num_attention_heads=h // recipe.head_dim, image_size=IMAGE_SIZE, patch_size=PATCH,
+                              projection_dim=h)
+    text = LlamaConfig(vocab_size=len(tokenizer), hidden_size=h, intermediate_size=2 * h,
+                       num_hidden_layers=recipe.layers, num_attention_heads=h // recipe.head_dim,
+                       num_key_value_heads=h // recipe.head_dim, head_dim=recipe.head_dim,
+                       max_position_embeddings=512, bos_token_id=tokenizer.bos_token_id,
+                       eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+                       tie_word_embeddings=False)
+    config = LlavaConfig(vision_config=vision, text_config=text,
+                         image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
+                         vision_feature_select_strategy="default", vision_feature_layer=-1,
+                         image_seq_length=IMAGE_TOKENS, projector_hidden_act="gelu")
+    return LlavaForConditionalGeneration(config)
+
+
+def pixel_values(images) -> torch.Tensor:
+    """CLIP normalisation of 64x64 RGB images, equal to the processor's output (checked in a test)."""
+    array = np.stack([np.asarray(im, dtype=np.float32) / 255.0 for im in images])
+    array = (array - np.array(CLIP_MEAN, dtype=np.float32)) / np.array(CLIP_STD, dtype=np.float32)
+    return torch.from_numpy(array).permute(0, 3, 1, 2).contiguous()
+
+
+def training_batch(tokenizer, examples):
+    """Tokenises (image, question, answer) triples; the loss covers only the answer and its end token."""
+    prompts = [f"USER: {'<image>' * IMAGE_TOKENS}\n{q} ASSISTANT:" for _, q, _ in examples]
+    fulls = [f"{p} {a}</s>" for p, (_, _, a) in zip(prompts, examples)]
+    enc = tokenizer(fulls, return_tensors="pt", padding=True)
+    labels = enc["input_ids"].clone()
+    labels[enc["attention_mask"] == 0] = -100
+    for row, prompt in enumerate(prompts):
+        labels[row, : len(tokenizer(prompt)["input_ids"])] = -100
+    return {**enc, "labels": labels, "pixel_values": pixel_values([im for im, _, _ in examples])}
+
+
+def train(kind: str, recipe: ZooRecipe, out: Path, log_every: int = 200) -> None:
+    """Trains the policy or the labeler from scratch on fresh ShapesWorld samples and saves it to ``out``."""
+    torch.set_num_threads(1)  # two models train side by side on the two cores
+    torch.manual_seed(recipe.seed + (kind == "labeler"))
+    world = ShapesWorld(recipe.seed, recipe.prior)
+    processor = build_processor()
+    model = build_model(recipe, processor.tokenizer)
+    steps = recipe.policy_steps if kind == "policy" else recipe.labeler_steps
+    example = world.policy_example if kind == "policy" else world.labeler_example
+    optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=0.01)
+    warmup = min(100, steps // 10)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup) * (
+        0.1 + 0.45 * (1 + math.cos(math.pi * min(1.0, s / steps)))))
+    start, offset = time.time(), 0 if kind == "policy" else 10_000_000  # disjoint images per model
+    model.train()
+    for step in range(steps):
+        batch = training_batch(processor.tokenizer, [example(offset + step * recipe.batch_size + j)
+                                                     for j in range(recipe.batch_size)])
+        loss = model(**batch).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad(set_to_none=True)
+        if (step + 1) % log_every == 0 or step + 1 == steps:
+            print(f"[zoo] {kind} step {step + 1}/{steps} loss {loss.item():.4f} ({time.time() - start:.0f}s)", flush=True)
+    save(model, processor, out)
+
+
+def save(model, processor, out: Path) -> None:
+    """Saves weights as safetensors under the names both HF and vLLM load."""
+    model.save_pretrained(out, safe_serialization=True)
+    processor.save_pretrained(out)
+    weights = out / "model.safetensors"
+    state = load_file(weights)
+    # transformers 5 writes the CLIP tower without its ``vision_model`` level; vLLM 0.32 expects it, and HF
+    # reads both spellings.
+    renamed = {k.replace("vision_tower.", "vision_tower.vision_model.", 1)
+               if "vision_tower." in k and "vision_tower.vision_model." not in k else k: v for k, v in state.items()}
+    save_file(renamed, weights, metadata={"format": "pt"})
+
+
+def _train_entry(kind, recipe, out):
+    train(kind, recipe, Path(out))
+
+
+def build_zoo(recipe: ZooRecipe = FULL, cache: Path = CACHE) -> dict[str, Path]:
+    """Returns {'policy': path, 'labeler': path}, training the uncached ones side by side in two processes."""
+    paths = {kind: cache / "zoo" / f"{kind}-{recipe.key(kind)}" for kind in ("policy", "labeler")}
+    missing = [kind for kind, path in paths.items() if not (path / "_SUCCESS").exists()]
+    if not missing:
+        return paths
+    start = time.time()
+    print(f"[zoo] building {missing} from {recipe}", flush=True)
+    context = multiprocessing.get_context("spawn")
+    tmps = {kind: paths[kind].with_name(paths[kind].name + ".tmp") for kind in missing}
+    for tmp in tmps.values():
+        shutil.rmtree(tmp, ignore_errors=True)
+    workers = {kind: context.Process(target=_train_entry, args=(kind, recipe, str(tmps[kind]))) for kind in missing}
+    for w in workers.values():
+        w.start()
+    for w in workers.values():
+        w.join()
+    failed = [kind for kind, w in workers.items() if w.exitcode != 0]
+    if failed:
+        raise RuntimeError(f"zoo build failed for {failed} (see the log above)")
+    for kind, tmp in tmps.items():
+        (tmp / "recipe.json").write_text(json.dumps(dataclasses.asdict(recipe), indent=1))
+        (tmp / "_SUCCESS").write_text(f"{time.time() - start:.1f}\n")
+        shutil.rmtree(paths[kind], ignore_errors=True)
+        tmp.rename(paths[kind])
+    print(f"[zoo] built {missing} in {time.time() - start:.0f}s", flush=True)
+    return paths

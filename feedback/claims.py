@@ -1,0 +1,106 @@
+"""Divide: an answer becomes atomic, self-contained claims, each rewritten as a yes/no question.
+
+``split_claims`` is the rule-based default, built on NLTK tokenizers that need no downloaded data: it
+splits sentences with Punkt, drops opinions, and breaks "there is a large red circle at the top left" into
+existence, size and position claims. ``llm_split_claims`` is the RLAIF-V way: an instruct LLM lists the
+facts, then rewrites each as a question. A negated claim ("there is no dog") keeps its negation: it is
+asked as the positive question and accepted when the answer is no.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Callable
+
+from nltk.tokenize.punkt import PunktParameters, PunktSentenceTokenizer
+
+_SENTENCES = PunktSentenceTokenizer(PunktParameters())
+_SENTENCES._params.abbrev_types.update({"e.g", "i.e", "etc", "mr", "mrs", "dr", "vs"})
+_OPINION = re.compile(r"\b(i think|i believe|beautiful|lovely|nice|pretty|interesting|seems?|probably|maybe|"
+                      r"might|perhaps|overall|in summary)\b", re.I)
+_SIZES = ("small", "large", "big", "tiny", "huge", "little")
+_DETERMINERS = r"(?:a|an|the|one|two|three|four|some|several|many)"
+_PLACE = r"(?:\s+(?P<prep>at|in|on|near|next to|behind|under|above)\s+(?P<where>.+))?"
+_PATTERNS = (
+    re.compile(rf"^there (?:is|are) (?P<neg>no )?(?P<obj>.+?){_PLACE}$", re.I),
+    re.compile(rf"^(?:i see|i can see|we can see|the image shows|it shows) (?P<obj>.+?){_PLACE}$", re.I),
+    re.compile(rf"^(?P<obj>{_DETERMINERS} .+?) (?:is|are) (?P<prep>at|in|on|near|next to|behind|under|above) (?P<where>.+)$", re.I),
+)
+_PREDICATE = re.compile(r"^the (?P<subj>[\w\s]+?) (?P<verb>is|are) (?P<neg>not )?(?P<pred>[\w\s]+)$", re.I)
+
+
+@dataclass(frozen=True)
+class Claim:
+    text: str
+    question: str
+    negated: bool = False
+
+
+def sentences(answer: str) -> list[str]:
+    return [s.strip() for s in _SENTENCES.tokenize(answer) if s.strip()]
+
+
+def _object_claims(obj: str, negated: bool, prep: str | None, where: str | None) -> list[Claim]:
+    words = re.sub(rf"^{_DETERMINERS}\s+", "", obj.strip(), flags=re.I).split()
+    sizes = [w for w in words if w.lower() in _SIZES]
+    name = " ".join(w for w in words if w.lower() not in _SIZES)
+    if not name:
+        return []
+    if negated:
+        return [Claim(f"There is no {name}.", f"Is there a {name} in the image?", negated=True)]
+    claims = [Claim(f"There is a {name}.", f"Is there a {name} in the image?")]
+    claims += [Claim(f"The {name} is {size}.", f"Is the {name} {size}?") for size in sizes]
+    if where:
+        claims.append(Claim(f"The {name} is {prep} {where}.", f"Is the {name} {prep} {where}?"))
+    return claims
+
+
+def split_claims(answer: str) -> list[Claim]:
+    """Rule-based divide step: atomic claims with their yes/no questions, opinions dropped."""
+    claims: list[Claim] = []
+    for sentence in sentences(answer):
+        if _OPINION.search(sentence):
+            continue
+        body = sentence.rstrip(".!?").strip()
+        for pattern in _PATTERNS:
+            match = pattern.match(body)
+            if match:
+                groups = match.groupdict()
+                claims += _object_claims(groups["obj"], bool(groups.get("neg")), groups.get("prep"), groups.get("where"))
+                break
+        else:
+            match = _PREDICATE.match(body)
+            if match:
+                subject, verb, pred = match["subj"], match["verb"].capitalize(), match["pred"]
+                claims.append(Claim(f"{body}.", f"{verb} the {subject} {pred}?", negated=bool(match["neg"])))
+            elif body:
+                claims.append(Claim(f"{body}.", f"Is it true that {body[0].lower()}{body[1:]}?"))
+    return list(dict.fromkeys(claims))  # a repeated claim counts once
+
+
+LIST_FACTS_PROMPT = (
+    "You are given a description of an image. List every atomic, self-contained fact it states about the image, "
+    "one per line, starting each line with '- '. Resolve pronouns, keep negations, and leave out opinions.\n\n"
+    "Description: {answer}\nFacts:\n"
+)
+TO_QUESTION_PROMPT = (
+    "Rewrite the statement as a yes/no question that is answered 'yes' exactly when the statement is true. "
+    "Keep negations. Reply with the question only.\n\nStatement: {fact}\nQuestion:"
+)
+
+
+def llm_split_claims(answers: list[str], complete: Callable[[list[str]], list[str]]) -> list[list[Claim]]:
+    """RLAIF-V's divide step with an instruct LLM: facts first, then one question per fact.
+
+    ``complete`` maps prompts to completions (a text-only vLLM engine in the engine layer).
+    """
+    fact_lists = [[line.strip()[2:].strip() for line in text.splitlines() if line.strip().startswith("- ")]
+                  for text in complete([LIST_FACTS_PROMPT.format(answer=a) for a in answers])]
+    flat = [fact for facts in fact_lists for fact in facts if fact]
+    questions = iter(q.strip().splitlines()[0].strip() if q.strip() else ""
+                     for q in complete([TO_QUESTION_PROMPT.format(fact=f) for f in flat]))
+    result = []
+    for facts in fact_lists:
+        claims = [Claim(f, q) for f in facts if f for q in [next(questions)] if q.endswith("?")]
+        result.append(list(dict.fromkeys(claims)))
+    return result

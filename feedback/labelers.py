@@ -1,0 +1,69 @@
+"""Conquer: labelers answer the claim questions; the registry resolves ``feedback.labeler``.
+
+The contract every labeler meets (built-in or plug-in)::
+
+    class MyLabeler:
+        def __init__(self, model: str): ...          # feedback.labeler_model, may be ignored
+        def __call__(self, images, questions, metadata) -> list[float]: ...
+
+``images`` are PIL images, ``questions`` yes/no questions, ``metadata`` one dict per question with the
+prompt's known fields (``gt_objects``, ``layout`` for ShapesWorld). The result is p_yes per question,
+normalised over yes and no (a claim is rejected when p_yes <= 0.5, i.e. p_no >= p_yes). A plug-in is named
+``python:package.module:ClassName`` and runs in the driver process.
+"""
+from __future__ import annotations
+
+import importlib
+import math
+from typing import Callable, Protocol
+
+from evaluation.shapes import oracle_answer
+
+YesNoHandle = Callable[[list[tuple]], list[tuple[float, float]]]
+QUESTION_SUFFIX = " Please answer yes or no."
+
+
+class Labeler(Protocol):
+    def __call__(self, images: list, questions: list[str], metadata: list[dict]) -> list[float]: ...
+
+
+class VLMLabeler:
+    """A VLM asked "<question> Please answer yes or no."; p_yes from its first-token distribution."""
+
+    def __init__(self, yes_no: YesNoHandle):
+        self.yes_no = yes_no
+
+    def __call__(self, images, questions, metadata=None) -> list[float]:
+        probs = self.yes_no([(im, q + QUESTION_SUFFIX) for im, q in zip(images, questions)])
+        return [p_yes / (p_yes + p_no) if p_yes + p_no > 0 else 0.5 for p_yes, p_no in probs]
+
+
+class OracleLabeler:
+    """ShapesWorld's ground truth: the upper bound a perfect labeler would reach."""
+
+    def __init__(self, model: str = ""):
+        pass
+
+    def __call__(self, images, questions, metadata) -> list[float]:
+        return [1.0 if oracle_answer(q, m["layout"]) else 0.0 for q, m in zip(questions, metadata)]
+
+
+def load_plugin(spec: str, model: str) -> Labeler:
+    """Instantiates ``python:module:Class`` with the labeler model path, with errors that name the spec."""
+    path = spec.removeprefix("python:")
+    module_name, _, class_name = path.partition(":")
+    if not module_name or not class_name:
+        raise ValueError(f"feedback.labeler: {spec!r} is not of the form python:module:Class")
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as e:
+        raise ValueError(f"feedback.labeler: cannot load {spec!r} ({e})") from None
+    return cls(model)
+
+
+def checked(p_yes: list[float], expected: int, who: str) -> list[float]:
+    """A labeler's output, validated: one finite probability per question (NaN is a counted bad answer)."""
+    if len(p_yes) != expected:
+        raise ValueError(f"labeler {who} returned {len(p_yes)} answers for {expected} questions")
+    return [float(p) if isinstance(p, (int, float)) and math.isfinite(p) and 0 <= p <= 1 else math.nan
+            for p in p_yes]

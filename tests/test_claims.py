@@ -1,0 +1,42 @@
+from feedback.claims import Claim, llm_split_claims, split_claims
+
+
+def test_shapesworld_sentence_becomes_existence_size_and_position_claims():
+    claims = split_claims("There is a large red circle at the top left.")
+    assert [c.question for c in claims] == ["Is there a red circle in the image?", "Is the red circle large?",
+                                            "Is the red circle at the top left?"]
+    assert not any(c.negated for c in claims)
+
+
+def test_every_grammar_template_is_split():
+    answer = "A small blue square is at the bottom right. I see a large green diamond in the top right."
+    questions = [c.question for c in split_claims(answer)]
+    assert "Is there a blue square in the image?" in questions
+    assert "Is the green diamond in the top right?" in questions
+    assert len(questions) == 6
+
+
+def test_negations_are_kept_and_opinions_dropped():
+    claims = split_claims("There is no dog in the picture. I think the scene is beautiful. The cat is not black.")
+    assert claims == [Claim("There is no dog.", "Is there a dog in the image?", negated=True),
+                      Claim("The cat is not black.", "Is the cat black?", negated=True)]
+
+
+def test_empty_and_repeated_answers():
+    assert split_claims("") == []
+    assert len(split_claims("There is a red circle. There is a red circle.")) == 1
+
+
+def test_unknown_sentence_falls_back_to_a_truth_question():
+    [claim] = split_claims("Dogs chase cats.")
+    assert claim.question == "Is it true that dogs chase cats?"
+
+
+def test_llm_splitter_parses_fact_lists_and_questions():
+    def complete(prompts):
+        if "List every atomic" in prompts[0]:
+            return ["- There is a dog.\n- The dog is brown.\nnoise line", "nothing listed"]
+        return ["Is there a dog?", "Is the dog brown?\nextra"]
+
+    assert llm_split_claims(["A brown dog.", "Hmm."], complete) == [
+        [Claim("There is a dog.", "Is there a dog?"), Claim("The dog is brown.", "Is the dog brown?")], []]

@@ -1,0 +1,66 @@
+import dataclasses
+
+import torch
+from safetensors import safe_open
+
+from engine.zoo import SMALL, build_processor, pixel_values, training_batch
+from evaluation.shapes import ShapesWorld
+
+
+def test_tokenizer_round_trips_the_grammar():
+    tokenizer = build_processor().tokenizer
+    world = ShapesWorld()
+    for i in range(30):
+        _, question, answer = world.policy_example(i)
+        for text in (question, answer):
+            ids = tokenizer(text)["input_ids"]
+            assert tokenizer.unk_token_id not in ids, text
+            assert tokenizer.decode(ids, skip_special_tokens=True) == text
+
+
+def test_fast_pixel_path_equals_the_processor():
+    processor = build_processor()
+    images = [ShapesWorld().scene("train", i).render() for i in range(3)]
+    reference = processor.image_processor(images, return_tensors="pt")["pixel_values"]
+    assert torch.allclose(pixel_values(images), reference, atol=1e-5)
+
+
+def test_training_batch_expands_the_image_and_masks_the_prompt():
+    processor = build_processor()
+    world = ShapesWorld()
+    examples = [world.policy_example(i) for i in range(2)]
+    batch = training_batch(processor.tokenizer, examples)
+    image_id = processor.tokenizer.convert_tokens_to_ids("<image>")
+    assert (batch["input_ids"][0] == image_id).sum() == 64
+    labels = batch["labels"][0]
+    first = int((labels != -100).nonzero()[0])
+    answer = processor.tokenizer.decode(batch["input_ids"][0, first:], skip_special_tokens=True)
+    assert answer == examples[0][2]
+    # the same prompt through the real processor path gives the same ids
+    prompt = processor.apply_chat_template([{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": examples[0][1]}]}],
+                                           add_generation_prompt=True, tokenize=False)
+    ids = processor(text=[prompt], images=[examples[0][0]], return_tensors="pt")["input_ids"][0]
+    assert torch.equal(batch["input_ids"][0, : len(ids)], ids)
+
+
+def test_each_model_is_cached_by_its_own_recipe():
+    assert SMALL.key("policy") != dataclasses.replace(SMALL, seed=1).key("policy")
+    assert SMALL.key("policy") == dataclasses.replace(SMALL, labeler_steps=1).key("policy")
+    assert SMALL.key("labeler") != dataclasses.replace(SMALL, labeler_steps=1).key("labeler")
+
+
+def test_small_zoo_loads_in_hf_with_vllm_weight_names(small_zoo):
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    for path in small_zoo.values():
+        with safe_open(str(path / "model.safetensors"), "pt") as f:
+            vision = [k for k in f.keys() if "vision_tower" in k]
+        assert vision and all("vision_tower.vision_model." in k for k in vision)
+        model = AutoModelForImageTextToText.from_pretrained(path)
+        processor = AutoProcessor.from_pretrained(path)
+        scene = ShapesWorld().scene("eval", 0)
+        prompt = processor.apply_chat_template([{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Describe the image in detail."}]}],
+                                               add_generation_prompt=True, tokenize=False)
+        inputs = processor(text=[prompt], images=[scene.render()], return_tensors="pt")
+        out = model.generate(**inputs, max_new_tokens=12, do_sample=False)
+        assert out.shape[1] > inputs["input_ids"].shape[1]
