@@ -6,7 +6,7 @@ setup:
 	bash scripts/setup.sh
 
 demo: setup
-	$(PY) -m engine.evaluate
+	$(PY) iterate.py --config configs/shapes-rlaifv.yaml
 
 test: setup
 	$(PY) -m pytest -q -p no:cacheprovider

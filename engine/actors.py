@@ -40,6 +40,14 @@ class LabelerActor(_EngineHolder):
 
 
 @ray.remote
+class SplitterActor(_EngineHolder):
+    """An instruct LLM that lists an answer's facts and rewrites them as questions (feedback.splitter=llm)."""
+
+    def complete(self, prompts):
+        return self.engine.complete(prompts)
+
+
+@ray.remote
 class TrainerActor:
     def train(self, **kwargs) -> dict:
         from engine.training import train_dpo

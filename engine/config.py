@@ -125,6 +125,7 @@ class Config:
 # needs --force. Resources and eval size can change freely.
 STAGE_SECTIONS = ("run", "model", "data", "sampling", "feedback", "train")
 _CHOICES = {"model.zoo": ("full", "small"), "data.source": ("shapesworld",), "feedback.splitter": ("rule", "llm"),
+            "feedback.source": ("rlaifv",),
             "train.reference": ("previous", "initial"), "model.dtype": ("float32", "bfloat16", "float16", "auto")}
 _POSITIVE = ("run.rounds", "sampling.prompts_per_round", "sampling.n", "sampling.max_tokens", "sampling.shard_size",
              "train.epochs", "train.batch_size", "train.lora_r", "train.lora_alpha", "train.threads", "eval.n",

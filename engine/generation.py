@@ -78,6 +78,15 @@ class VLLMEngine:
         outputs = self.llm.generate(self._requests(items), params, lora_request=self._lora(adapter), use_tqdm=False)
         return [[c.text.strip() for c in out.outputs] for out in outputs]
 
+    def complete(self, prompts: list[str], max_tokens: int = 256) -> list[str]:
+        """Greedy chat completions of text-only prompts (the LLM splitter and error injection)."""
+        from vllm import SamplingParams
+
+        texts = [self.processor.apply_chat_template([{"role": "user", "content": [{"type": "text", "text": p}]}],
+                                                    add_generation_prompt=True, tokenize=False) for p in prompts]
+        outputs = self.llm.generate(texts, SamplingParams(max_tokens=max_tokens, temperature=0.0), use_tqdm=False)
+        return [out.outputs[0].text.strip() for out in outputs]
+
     def yes_no(self, items, adapter: Adapter | None = None) -> list[tuple[float, float]]:
         """(p_yes, p_no) of the first answer token for each (image, yes/no question), as RLAIF-V scores claims.
 

@@ -18,13 +18,14 @@ from pathlib import Path
 
 import ray
 
-from engine.actors import LabelerActor, SamplerActor, TrainerActor, actor_options, engine_kwargs
+from engine.actors import LabelerActor, SamplerActor, SplitterActor, TrainerActor, actor_options, engine_kwargs
 from engine.config import Config
 from engine.generation import Adapter
 from engine.store import RunStore
 from evaluation.heldout import evaluate_policy, format_metrics
 from evaluation.shapes import ShapesWorld, layout
 from feedback import rlaifv
+from feedback.claims import llm_split_claims
 from feedback.labelers import OracleLabeler, VLMLabeler, load_plugin
 
 STAGES = ("prompts", "sample", "split", "verify", "pairs", "train", "eval")
@@ -142,7 +143,7 @@ class Rounds:
 
         if not store.is_done(k, "sample"):
             self._sharded(k, "sample", shards, self._sampler_pool(), sample)
-        self._single(k, "split", lambda: (rlaifv.split_answers(store.read(k, "sample")), {}))
+        self._single(k, "split", lambda: (self._split(store.read(k, "sample")), {}))
         if not store.is_done(k, "verify"):
             split_by_prompt: dict[str, list] = {}
             for row in store.read(k, "split"):
@@ -167,6 +168,19 @@ class Rounds:
                          "reference": item["reference"], "gt_objects": item["gt_objects"], "layout": item["layout"]})
         kept, skipped = rlaifv.select_prompts(rows)
         return kept, {"skipped": len(skipped), "skip_reasons": skipped}
+
+    def _split(self, samples: list[dict]) -> list[dict]:
+        if self.cfg.feedback.splitter == "rule":
+            return rlaifv.split_answers(samples)
+        actor = SplitterActor.options(**actor_options(self.cfg, "splitter")).remote(
+            self.cfg.feedback.splitter_model, engine_kwargs(self.cfg, lora=False))
+        try:
+            claims = llm_split_claims([s["response"] for s in samples],
+                                      lambda prompts: ray.get(actor.complete.remote(prompts)))
+        finally:
+            ray.kill(actor)
+        by_response = dict(zip([s["response"] for s in samples], claims))
+        return rlaifv.split_answers(samples, splitter=by_response.__getitem__)
 
     def _labeler_handles(self, previous: Adapter | None) -> list:
         kind = self.cfg.feedback.labeler

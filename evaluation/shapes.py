@@ -84,7 +84,7 @@ class Scene:
         for o in self.objects:
             cx = (o.cell % 2) * half + half // 2 + o.jitter[0]
             cy = (o.cell // 2) * half + half // 2 + o.jitter[1]
-            r = 6 if o.size == "small" else 11
+            r = 8 if o.size == "small" else 13  # smaller shapes were learned far more slowly
             box = (cx - r, cy - r, cx + r, cy + r)
             fill = _RGB[o.color]
             if o.shape == "circle":
@@ -104,7 +104,7 @@ def _rng(*parts) -> random.Random:
 
 def _random_object(rng: random.Random, cell: int) -> Obj:
     return Obj(rng.choice(COLORS), rng.choices(SHAPES, _SHAPE_WEIGHTS)[0], rng.choice(SIZES), cell,
-               (rng.randint(-3, 3), rng.randint(-3, 3)))
+               (rng.randint(-2, 2), rng.randint(-2, 2)))
 
 
 def describe(objects, rng: random.Random) -> str:

@@ -46,6 +46,7 @@ def test_training_batch_expands_the_image_and_masks_the_prompt():
 def test_each_model_is_cached_by_its_own_recipe():
     assert SMALL.key("policy") != dataclasses.replace(SMALL, seed=1).key("policy")
     assert SMALL.key("policy") == dataclasses.replace(SMALL, labeler_steps=1).key("policy")
+    assert SMALL.key("labeler") != dataclasses.replace(SMALL, policy_steps=1).key("labeler")
     assert SMALL.key("labeler") != dataclasses.replace(SMALL, labeler_steps=1).key("labeler")
 
 

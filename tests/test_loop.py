@@ -1,0 +1,123 @@
+"""The loop end to end on the small zoo: the run-directory contract, kill -9 and resume, branching from a
+round checkpoint, and `ray job submit` against a local cluster the test starts and stops itself."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = ["model.zoo=small", "sampling.prompts_per_round=16", "sampling.n=4", "sampling.shard_size=8",
+        "eval.n=20", "train.epochs=1", "train.batch_size=4"]
+ENV = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "VLLM_LOGGING_LEVEL": "ERROR"}
+
+
+def iterate(run_dir, *overrides, extra=(), check=True):
+    cmd = [sys.executable, str(ROOT / "iterate.py"), "--config", str(ROOT / "configs/shapes-rlaifv.yaml"),
+           "--run-dir", str(run_dir), *extra, *TINY, *overrides]
+    result = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=900)
+    if check:
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+def pairs_of(run_dir, k=1):
+    from engine.store import RunStore
+
+    return [(p["id"], p["chosen"][0]["content"][0]["text"], p["rejected"][0]["content"][0]["text"])
+            for p in RunStore(run_dir).read(k, "pairs")]
+
+
+@pytest.fixture(scope="session")
+def finished_run(small_zoo, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("runs") / "reference"
+    iterate(run_dir, "run.rounds=1")
+    return run_dir
+
+
+def test_run_directory_follows_the_contract(finished_run):
+    from engine.training import load_pairs
+
+    run = finished_run
+    assert (run / "config.yaml").exists()
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["config_hash"] and manifest["packages"]["trl"] and manifest["seeds"]["run"] == 0
+    for k in (0, 1):
+        metrics = json.loads((run / f"rounds/{k:03d}/eval/metrics.json").read_text())
+        assert {"chair_s", "chair_i", "recall", "pope_f1", "n"} <= set(metrics) and metrics["n"] == 20
+        rows = [json.loads(line) for line in (run / f"rounds/{k:03d}/eval/responses.jsonl").read_text().splitlines()]
+        assert len(rows) == 20 and {"id", "gt_objects", "prompt", "response"} <= set(rows[0])
+    for stage in ("prompts", "sample", "split", "verify", "pairs", "train", "eval"):
+        assert (run / "rounds/001" / stage / "_SUCCESS").exists(), stage
+    assert (run / "rounds/001/policy/adapter_config.json").exists()
+    assert (run / "rounds/001/policy/adapter_model.safetensors").exists()
+    pairs = load_pairs(run / "rounds/001/pairs")
+    assert set(pairs.column_names) >= {"images", "prompt", "chosen", "rejected"}
+    assert len(pairs) == json.loads((run / "rounds/001/train/_SUCCESS").read_text())["pairs"] > 0
+    assert pairs[0]["images"][0].size == (64, 64)
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert {(r["round"], r["stage"]) for r in lines} >= {(0, "eval"), (1, "train"), (1, "eval")}
+
+
+def test_sigkill_mid_round_then_same_command_resumes_to_identical_pairs(finished_run, tmp_path):
+    run_dir = tmp_path / "killed"
+    cmd = [sys.executable, str(ROOT / "iterate.py"), "--config", str(ROOT / "configs/shapes-rlaifv.yaml"),
+           "--run-dir", str(run_dir), *TINY, "run.rounds=1"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    first_shard = run_dir / "rounds/001/sample/part-00000.parquet"
+    deadline = time.time() + 600
+    while not first_shard.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    assert first_shard.exists(), "the run never reached the sample stage"
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver and every Ray process it started
+    proc.wait()
+    assert not (run_dir / "rounds/001/sample/_SUCCESS").exists()
+    iterate(run_dir, "run.rounds=1")
+    from engine.store import RunStore
+
+    store = RunStore(run_dir)
+    assert store.done_info(1, "sample")["shards_run"] < store.done_info(1, "sample")["shards"]
+    samples = store.read(1, "sample")
+    keys = [(r["prompt_id"], r["sample"]) for r in samples]
+    assert len(keys) == len(set(keys)) == 16 * 4
+    assert pairs_of(run_dir) == pairs_of(finished_run)
+
+
+def test_new_run_branches_from_round_one_checkpoint(finished_run, tmp_path):
+    branch = tmp_path / "branch"
+    result = iterate(branch, "run.rounds=2", "feedback.labeler=oracle",
+                     extra=["--resume-from", "1", "--from-run", str(finished_run)])
+    assert "[round 001]" not in result.stdout  # round 1 came from the source run, finished
+    assert (branch / "rounds/002/policy/adapter_config.json").exists()
+    assert json.loads((branch / "manifest.json").read_text())["branched_from"]["round"] == 1
+    assert pairs_of(branch, 1) == pairs_of(finished_run, 1)
+
+
+def test_bad_config_fails_before_any_work(tmp_path):
+    result = iterate(tmp_path / "never", "sampling.n=zero", check=False)
+    assert result.returncode == 2 and "sampling.n" in result.stderr
+    assert not (tmp_path / "never").exists()
+
+
+def test_ray_job_submit_against_a_local_cluster(small_zoo, tmp_path):
+    ray = str(Path(sys.executable).parent / "ray")
+    port, dash = "6391", "8271"
+    subprocess.run([ray, "start", "--head", "--port", port, "--dashboard-port", dash, "--num-cpus", "4",
+                    "--node-ip-address", "127.0.0.1", "--dashboard-host", "127.0.0.1", "--disable-usage-stats"],
+                   env=ENV, check=True, capture_output=True, timeout=180)
+    try:
+        run_dir = tmp_path / "submitted"
+        entry = " ".join([sys.executable, str(ROOT / "iterate.py"), "--config", str(ROOT / "configs/shapes-rlaifv.yaml"),
+                          "--run-dir", str(run_dir), *TINY, "run.rounds=1", "feedback.labeler=oracle"])
+        result = subprocess.run([ray, "job", "submit", "--address", f"http://127.0.0.1:{dash}", "--", entry],
+                                env=ENV, capture_output=True, text=True, timeout=900)
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        assert "succeeded" in result.stdout
+        assert (run_dir / "rounds/001/eval/metrics.json").exists()
+    finally:
+        subprocess.run([ray, "stop", "--force"], env=ENV, capture_output=True, timeout=120)
