@@ -86,4 +86,5 @@ def connect_ray(cfg: Config) -> None:
     r = cfg.resources
     # Stages run one after another, so actors that wait idle may share cores: reserve logical CPUs for all.
     cpus = max(os.cpu_count() or 1, r.num_cpus_per_actor * (r.sampler_actors + r.labeler_actors + r.trainer_actors))
-    ray.init(num_cpus=cpus, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=True)
+    # address="local": a new private cluster even when another one runs on this machine (a test's, say).
+    ray.init(address="local", num_cpus=cpus, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=True)

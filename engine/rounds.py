@@ -50,18 +50,18 @@ class Rounds:
         self.labelers: list = []
 
     # ---- actors -------------------------------------------------------------------------------------
+    def _start(self, actor_class, role: str, model: str, count: int, lora: bool = False) -> list:
+        options = actor_options(self.cfg, role)
+        return [actor_class.options(**options).remote(model, engine_kwargs(self.cfg, lora)) for _ in range(count)]
+
     def _sampler_pool(self) -> list:
         if not self.samplers:
-            options = actor_options(self.cfg, "sampler")
-            self.samplers = [SamplerActor.options(**options).remote(self.policy, engine_kwargs(self.cfg, lora=True))
-                             for _ in range(self.cfg.resources.sampler_actors)]
+            self.samplers = self._start(SamplerActor, "sampler", self.policy, self.cfg.resources.sampler_actors, lora=True)
         return self.samplers
 
     def _labeler_pool(self) -> list:
         if not self.labelers:
-            options = actor_options(self.cfg, "labeler")
-            self.labelers = [LabelerActor.options(**options).remote(self.labeler_model, engine_kwargs(self.cfg, lora=False))
-                             for _ in range(self.cfg.resources.labeler_actors)]
+            self.labelers = self._start(LabelerActor, "labeler", self.labeler_model, self.cfg.resources.labeler_actors)
         return self.labelers
 
     def shutdown(self, which: str = "all") -> None:
@@ -105,15 +105,21 @@ class Rounds:
         missing = [s for s in range(len(shards)) if not self.store.has_shard(k, stage, s)]
         queues = [missing[i::len(handles)] for i in range(len(handles))]
 
+        done = []
+
         def drain(handle, indices):
             for s in indices:
                 self.store.write_shard(k, stage, s, work(handle, shards[s]))
+                done.append(s)
+                elapsed = time.time() - start
+                eta = elapsed / len(done) * (len(missing) - len(done))
+                self.log(f"[round {k:03d}] {stage}: shard {len(done)}/{len(missing)} ({elapsed:.0f}s, ETA {eta:.0f}s)")
 
         with ThreadPoolExecutor(len(handles)) as pool:
             for future in [pool.submit(drain, h, q) for h, q in zip(handles, queues) if q]:
                 future.result()
-        rows = sum(len(shard) for shard in shards)
-        self._finish(k, stage, start, {"shards": len(shards), "shards_run": len(missing), "prompts": rows})
+        self._finish(k, stage, start, {"shards": len(shards), "shards_run": len(missing),
+                                       "items": sum(len(shard) for shard in shards)})
 
     def _shards(self, prompts: list[dict]) -> list[list[dict]]:
         size = self.cfg.sampling.shard_size
@@ -172,8 +178,7 @@ class Rounds:
     def _split(self, samples: list[dict]) -> list[dict]:
         if self.cfg.feedback.splitter == "rule":
             return rlaifv.split_answers(samples)
-        actor = SplitterActor.options(**actor_options(self.cfg, "splitter")).remote(
-            self.cfg.feedback.splitter_model, engine_kwargs(self.cfg, lora=False))
+        [actor] = self._start(SplitterActor, "splitter", self.cfg.feedback.splitter_model, 1)
         try:
             claims = llm_split_claims([s["response"] for s in samples],
                                       lambda prompts: ray.get(actor.complete.remote(prompts)))

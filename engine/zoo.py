@@ -32,11 +32,15 @@ CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 PATCH = 8
 IMAGE_TOKENS = (IMAGE_SIZE // PATCH) ** 2
-# LLaVA-1.5's conversation format; TRL needs the generation prompt to be a prefix of the full chat.
+# LLaVA-1.5's conversation format, with one change: the question comes before the image, so the image
+# tokens can attend to the queried object. A 2-layer model needs that to answer yes/no questions: trained
+# image-first, the policy answered "No." to everything and the labeler stalled at 87% accuracy. TRL needs
+# the generation prompt to be a prefix of the full chat, which this template keeps.
 CHAT_TEMPLATE = (
     "{% for m in messages %}{% if m['role'] == 'user' %}USER: "
-    "{% if m['content'] is string %}{{ m['content'] }}{% else %}{% for c in m['content'] %}"
-    "{% if c['type'] == 'image' %}<image>\n{% else %}{{ c['text'] }}{% endif %}{% endfor %}{% endif %} "
+    "{% if m['content'] is string %}{{ m['content'] }}{% else %}"
+    "{% for c in m['content'] %}{% if c['type'] != 'image' %}{{ c['text'] }}{% endif %}{% endfor %}"
+    "{% for c in m['content'] %}{% if c['type'] == 'image' %} <image>{% endif %}{% endfor %}{% endif %} "
     "{% else %}ASSISTANT: {% if m['content'] is string %}{{ m['content'] }}{% else %}"
     "{% for c in m['content'] %}{{ c['text'] }}{% endfor %}{% endif %}</s>{% endif %}{% endfor %}"
     "{% if add_generation_prompt %}ASSISTANT:{% endif %}"
@@ -56,8 +60,8 @@ class ZooRecipe:
     layers: int = 2
     head_dim: int = 32
     # Bump a model's version when the code changes what its recipe produces.
-    policy_version: int = 3
-    labeler_version: int = 4
+    policy_version: int = 4
+    labeler_version: int = 6
 
     def key(self, kind: str) -> str:
         """Hash of the fields that shape one model; the labeler starts from the policy, so it hashes both."""
@@ -127,9 +131,16 @@ def pixel_values(images) -> torch.Tensor:
     return torch.from_numpy(array).permute(0, 3, 1, 2).contiguous()
 
 
-def training_batch(tokenizer, examples):
+def chat_prompt(processor, question: str) -> str:
+    """The model's own generation prompt for one image and one question (as vLLM and TRL render it)."""
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
+    return processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+
+
+def training_batch(processor, examples):
     """Tokenises (image, question, answer) triples; the loss covers only the answer and its end token."""
-    prompts = [f"USER: {'<image>' * IMAGE_TOKENS}\n{q} ASSISTANT:" for _, q, _ in examples]
+    tokenizer = processor.tokenizer
+    prompts = [chat_prompt(processor, q).replace("<image>", "<image>" * IMAGE_TOKENS) for _, q, _ in examples]
     fulls = [f"{p} {a}</s>" for p, (_, _, a) in zip(prompts, examples)]
     enc = tokenizer(fulls, return_tensors="pt", padding=True)
     labels = enc["input_ids"].clone()
@@ -159,7 +170,7 @@ def train(kind: str, recipe: ZooRecipe, out: Path, init: Path | None = None, log
     start, offset = time.time(), 0 if kind == "policy" else 10_000_000  # disjoint images per model
     model.train()
     for step in range(steps):
-        batch = training_batch(processor.tokenizer, [example(offset + step * recipe.batch_size + j)
+        batch = training_batch(processor, [example(offset + step * recipe.batch_size + j)
                                                      for j in range(recipe.batch_size)])
         loss = model(**batch).loss
         loss.backward()

@@ -3,7 +3,7 @@ import dataclasses
 import torch
 from safetensors import safe_open
 
-from engine.zoo import SMALL, build_processor, pixel_values, training_batch
+from engine.zoo import SMALL, build_processor, chat_prompt, pixel_values, training_batch
 from evaluation.shapes import ShapesWorld
 
 
@@ -25,20 +25,20 @@ def test_fast_pixel_path_equals_the_processor():
     assert torch.allclose(pixel_values(images), reference, atol=1e-5)
 
 
-def test_training_batch_expands_the_image_and_masks_the_prompt():
+def test_training_batch_matches_the_processor_path():
     processor = build_processor()
     world = ShapesWorld()
-    examples = [world.policy_example(i) for i in range(2)]
-    batch = training_batch(processor.tokenizer, examples)
+    examples = [world.labeler_example(i) for i in range(2)]
+    batch = training_batch(processor, examples)
     image_id = processor.tokenizer.convert_tokens_to_ids("<image>")
     assert (batch["input_ids"][0] == image_id).sum() == 64
     labels = batch["labels"][0]
     first = int((labels != -100).nonzero()[0])
     answer = processor.tokenizer.decode(batch["input_ids"][0, first:], skip_special_tokens=True)
     assert answer == examples[0][2]
-    # the same prompt through the real processor path gives the same ids
-    prompt = processor.apply_chat_template([{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": examples[0][1]}]}],
-                                           add_generation_prompt=True, tokenize=False)
+    # the prompt through the real processor (as vLLM and TRL use it) gives the same ids
+    prompt = chat_prompt(processor, examples[0][1])
+    assert prompt.index("<image>") > prompt.index(examples[0][1])  # question first
     ids = processor(text=[prompt], images=[examples[0][0]], return_tensors="pt")["input_ids"][0]
     assert torch.equal(batch["input_ids"][0, : len(ids)], ids)
 
