@@ -106,7 +106,11 @@ class VLLMEngine:
         return result
 
     def answer_logprobs(self, items, answers: list[str], adapter: Adapter | None = None) -> list[list[float]]:
-        """Per-token log-probabilities of each given answer (and its end token) under the model."""
+        """Per-token log-probabilities of each given answer (and its end token) under the model.
+
+        vLLM 0.32's CPU LoRA path fails on prompt log-probs (punica shape error), so on the CPU call this on
+        an engine built with ``enable_lora=False``.
+        """
         from vllm import SamplingParams
 
         eos = self.processor.tokenizer.eos_token or ""

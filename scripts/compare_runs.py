@@ -1,0 +1,25 @@
+"""Prints one markdown table comparing finished runs: python scripts/compare_runs.py RUN_DIR [RUN_DIR ...]"""
+import json
+import sys
+from pathlib import Path
+
+
+def main(run_dirs):
+    print("| run | labeler | round | CHAIR-s | CHAIR-i | recall | POPE F1 | pairs | reward acc | wall s |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for run in map(Path, run_dirs):
+        lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        labeler = next((l for l in (run / "config.yaml").read_text().splitlines() if l.strip().startswith("labeler:")), "")
+        rounds = sorted({r["round"] for r in lines})
+        for k in rounds:
+            m = json.loads((run / f"rounds/{k:03d}/eval/metrics.json").read_text())
+            train = next((r for r in lines if r["round"] == k and r["stage"] == "train"), {})
+            wall = sum(r.get("seconds", 0) for r in lines if r["round"] == k)
+            acc = train.get("reward_accuracy")
+            print(f"| {run.name} | {labeler.split(':', 1)[1].strip()} | {k} | {m['chair_s']:.1%} | {m['chair_i']:.1%} | "
+                  f"{m['recall']:.1%} | {m['pope_f1']:.3f} | {train.get('pairs', '-')} | "
+                  f"{'-' if acc is None else f'{acc:.2f}'} | {wall:.0f} |")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
