@@ -2,6 +2,7 @@
 round checkpoint, and `ray job submit` against a local cluster the test starts and stops itself."""
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -107,17 +108,19 @@ def test_bad_config_fails_before_any_work(tmp_path):
 def test_ray_job_submit_against_a_local_cluster(small_zoo, tmp_path):
     ray = str(Path(sys.executable).parent / "ray")
     port, dash = "6391", "8271"
+    # Ray 2.60 turns token authentication on for local clusters; the submitting client needs the token too.
+    env = {**ENV, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16)}
     subprocess.run([ray, "start", "--head", "--port", port, "--dashboard-port", dash, "--num-cpus", "4",
                     "--node-ip-address", "127.0.0.1", "--dashboard-host", "127.0.0.1", "--disable-usage-stats"],
-                   env=ENV, check=True, capture_output=True, timeout=180)
+                   env=env, check=True, capture_output=True, timeout=180)
     try:
         run_dir = tmp_path / "submitted"
-        entry = " ".join([sys.executable, str(ROOT / "iterate.py"), "--config", str(ROOT / "configs/shapes-rlaifv.yaml"),
-                          "--run-dir", str(run_dir), *TINY, "run.rounds=1", "feedback.labeler=oracle"])
-        result = subprocess.run([ray, "job", "submit", "--address", f"http://127.0.0.1:{dash}", "--", entry],
-                                env=ENV, capture_output=True, text=True, timeout=900)
+        entry = [sys.executable, str(ROOT / "iterate.py"), "--config", str(ROOT / "configs/shapes-rlaifv.yaml"),
+                 "--run-dir", str(run_dir), *TINY, "run.rounds=1", "feedback.labeler=oracle"]
+        result = subprocess.run([ray, "job", "submit", "--address", f"http://127.0.0.1:{dash}", "--", *entry],
+                                env=env, capture_output=True, text=True, timeout=900)
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
         assert "succeeded" in result.stdout
         assert (run_dir / "rounds/001/eval/metrics.json").exists()
     finally:
-        subprocess.run([ray, "stop", "--force"], env=ENV, capture_output=True, timeout=120)
+        subprocess.run([ray, "stop", "--force"], env=env, capture_output=True, timeout=120)
