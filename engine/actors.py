@@ -63,7 +63,8 @@ def engine_kwargs(cfg: Config, lora: bool) -> dict:
     return {"dtype": m.dtype, "max_model_len": m.max_model_len, "seed": cfg.run.seed, "enable_lora": lora,
             "max_lora_rank": max(8, cfg.train.lora_r), "tensor_parallel_size": m.tensor_parallel_size,
             "gpu_memory_utilization": m.gpu_memory_utilization, "trust_remote_code": m.trust_remote_code,
-            "enforce_eager": m.enforce_eager, "cpu": cfg.resources.num_gpus_per_actor == 0}
+            "enforce_eager": m.enforce_eager, "max_num_batched_tokens": m.max_num_batched_tokens,
+            "cpu": cfg.resources.num_gpus_per_actor == 0}
 
 
 def actor_options(cfg: Config, name: str) -> dict:

@@ -39,6 +39,9 @@ class ModelConfig:
     tensor_parallel_size: int = 1
     gpu_memory_utilization: float = 0.85
     enforce_eager: bool = True
+    # vLLM 0.32's CPU sampler crashes ("CPU Generator does not use offset") when a seeded request's prefill
+    # is split across steps, so on the CPU a step must hold a whole shard's prefill.
+    max_num_batched_tokens: int = 65536
     trust_remote_code: bool = False
 
 
@@ -130,7 +133,8 @@ _CHOICES = {"model.zoo": ("full", "small"), "data.source": ("shapesworld",), "fe
 _POSITIVE = ("run.rounds", "sampling.prompts_per_round", "sampling.n", "sampling.max_tokens", "sampling.shard_size",
              "train.epochs", "train.batch_size", "train.lora_r", "train.lora_alpha", "train.threads", "eval.n",
              "resources.sampler_actors", "resources.labeler_actors", "resources.trainer_actors",
-             "model.max_model_len", "model.tensor_parallel_size", "feedback.max_pairs_per_prompt")
+             "model.max_model_len", "model.tensor_parallel_size", "model.max_num_batched_tokens",
+             "feedback.max_pairs_per_prompt")
 
 
 def _coerce(key: str, value, kind):

@@ -32,7 +32,7 @@ class VLLMEngine:
                  enable_lora: bool = False, max_lora_rank: int = 16, tensor_parallel_size: int = 1,
                  gpu_memory_utilization: float = 0.9, enable_prefix_caching: bool = True,
                  trust_remote_code: bool = False, max_logprobs: int = 20, enforce_eager: bool = False,
-                 cpu: bool = True):
+                 max_num_batched_tokens: int | None = None, cpu: bool = True):
         if cpu:
             for key, value in CPU_ENV.items():
                 os.environ.setdefault(key, value)
@@ -45,7 +45,8 @@ class VLLMEngine:
                        max_lora_rank=max_lora_rank, tensor_parallel_size=tensor_parallel_size,
                        gpu_memory_utilization=gpu_memory_utilization, enable_prefix_caching=enable_prefix_caching,
                        trust_remote_code=trust_remote_code, max_logprobs=max_logprobs,
-                       enforce_eager=enforce_eager, limit_mm_per_prompt={"image": 1}, **extra)
+                       enforce_eager=enforce_eager, max_num_batched_tokens=max_num_batched_tokens,
+                       limit_mm_per_prompt={"image": 1}, **extra)
         tokenizer = self.processor.tokenizer
         self._yes_ids = _single_token_ids(tokenizer, YES_WORDS)
         self._no_ids = _single_token_ids(tokenizer, NO_WORDS)
