@@ -12,8 +12,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+# The small zoo's labeler is too weak to separate answers, so runs that must build pairs use the oracle;
+# the job-submission test runs the vlm labeler (LabelerActor) end to end.
 TINY = ["model.zoo=small", "sampling.prompts_per_round=16", "sampling.n=4", "sampling.shard_size=8",
-        "eval.n=20", "train.epochs=1", "train.batch_size=4"]
+        "eval.n=20", "train.epochs=1", "train.batch_size=4", "feedback.labeler=oracle"]
 ENV = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "VLLM_LOGGING_LEVEL": "ERROR"}
 
 
@@ -91,8 +93,7 @@ def test_sigkill_mid_round_then_same_command_resumes_to_identical_pairs(finished
 
 def test_new_run_branches_from_round_one_checkpoint(finished_run, tmp_path):
     branch = tmp_path / "branch"
-    result = iterate(branch, "run.rounds=2", "feedback.labeler=oracle",
-                     extra=["--resume-from", "1", "--from-run", str(finished_run)])
+    result = iterate(branch, "run.rounds=2", extra=["--resume-from", "1", "--from-run", str(finished_run)])
     assert "[round 001]" not in result.stdout  # round 1 came from the source run, finished
     assert (branch / "rounds/002/policy/adapter_config.json").exists()
     assert json.loads((branch / "manifest.json").read_text())["branched_from"]["round"] == 1
@@ -116,11 +117,11 @@ def test_ray_job_submit_against_a_local_cluster(small_zoo, tmp_path):
     try:
         run_dir = tmp_path / "submitted"
         entry = [sys.executable, str(ROOT / "iterate.py"), "--config", str(ROOT / "configs/shapes-rlaifv.yaml"),
-                 "--run-dir", str(run_dir), *TINY, "run.rounds=1", "feedback.labeler=oracle"]
+                 "--run-dir", str(run_dir), *TINY, "run.rounds=1", "feedback.labeler=vlm"]
         result = subprocess.run([ray, "job", "submit", "--address", f"http://127.0.0.1:{dash}", "--", *entry],
                                 env=env, capture_output=True, text=True, timeout=900)
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
         assert "succeeded" in result.stdout
-        assert (run_dir / "rounds/001/eval/metrics.json").exists()
+        assert (run_dir / "rounds/001/verify/_SUCCESS").exists() and (run_dir / "rounds/001/eval/metrics.json").exists()
     finally:
         subprocess.run([ray, "stop", "--force"], env=env, capture_output=True, timeout=120)
