@@ -6,6 +6,7 @@ score yes/no questions from the first-token distribution, and log-probabilities 
 """
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 
@@ -139,6 +140,4 @@ def _single_token_ids(tokenizer, words) -> list[int]:
 
 
 def _prob(top: dict, token_id: int) -> float:
-    import math
-
     return math.exp(top[token_id].logprob) if token_id in top else 0.0

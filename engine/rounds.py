@@ -126,12 +126,11 @@ class Rounds:
         return [prompts[i:i + size] for i in range(0, len(prompts), size)]
 
     # ---- the rounds ---------------------------------------------------------------------------------
-    def run(self) -> list[dict]:
+    def run(self) -> None:
         self.evaluate(0)
         for k in range(1, self.cfg.run.rounds + 1):
             self.round(k)
         self.shutdown()
-        return [self.store.read_json(f"rounds/{k:03d}/eval/metrics.json") for k in range(self.cfg.run.rounds + 1)]
 
     def round(self, k: int) -> None:
         cfg, store = self.cfg, self.store
