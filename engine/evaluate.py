@@ -10,26 +10,15 @@ import time
 
 from engine.generation import Adapter, VLLMEngine
 from engine.zoo import FULL, SMALL, build_zoo
-from evaluation.heldout import evaluate_policy, format_metrics
+from evaluation.heldout import evaluate_policy, format_metrics, greedy_handles
 from evaluation.shapes import ShapesWorld
 
 YES_NO_SUFFIX = " Please answer yes or no."
 
 
-def policy_handles(engine: VLLMEngine, adapter: Adapter | None = None, max_tokens: int = 96):
-    """(describe, ask) callables over a vLLM engine, as evaluation.heldout expects them."""
-    def describe(items):
-        return [answers[0] for answers in engine.generate(items, max_tokens=max_tokens, adapter=adapter)]
-
-    def ask(items):
-        return [answers[0] for answers in engine.generate(items, max_tokens=4, adapter=adapter)]
-
-    return describe, ask
-
-
 def evaluate_model(engine: VLLMEngine, world: ShapesWorld, count: int, adapter: Adapter | None = None,
                    seed: int = 0) -> tuple[dict, list[dict]]:
-    describe, ask = policy_handles(engine, adapter)
+    describe, ask = greedy_handles(lambda items, n: engine.generate(items, max_tokens=n, adapter=adapter), 96)
     return evaluate_policy(describe, ask, world.eval_set(count), world.vocabulary(), world.text_statistics(), seed)
 
 

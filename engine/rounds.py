@@ -22,7 +22,7 @@ from engine.actors import LabelerActor, SamplerActor, SplitterActor, TrainerActo
 from engine.config import Config
 from engine.generation import Adapter
 from engine.store import RunStore
-from evaluation.heldout import evaluate_policy, format_metrics
+from evaluation.heldout import evaluate_policy, format_metrics, greedy_handles
 from evaluation.shapes import ShapesWorld, layout
 from feedback import rlaifv
 from feedback.claims import llm_split_claims
@@ -237,12 +237,8 @@ class Rounds:
         start = time.time()
         actor, adapter = self._sampler_pool()[0], self.adapter(k)
 
-        def describe(items):
-            return [a[0] for a in ray.get(actor.generate.remote(items, 1, 0.0, self.cfg.sampling.max_tokens, None, adapter))]
-
-        def ask(items):
-            return [a[0] for a in ray.get(actor.generate.remote(items, 1, 0.0, 4, None, adapter))]
-
+        describe, ask = greedy_handles(lambda items, n: ray.get(actor.generate.remote(items, 1, 0.0, n, None, adapter)),
+                                       self.cfg.sampling.max_tokens)
         metrics, rows = evaluate_policy(describe, ask, self.world.eval_set(self.cfg.eval.n), self.world.vocabulary(),
                                         self.world.text_statistics(), self.cfg.run.seed)
         self.store.write_json(f"rounds/{k:03d}/eval/metrics.json", metrics)

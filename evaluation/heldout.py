@@ -14,6 +14,17 @@ Answerer = Callable[[list[tuple]], list[str]]
 POPE_KINDS = ("random", "popular", "adversarial")
 
 
+def greedy_handles(generate: Callable[[list[tuple], int], list[list[str]]], max_tokens: int) -> tuple[Answerer, Answerer]:
+    """(describe, ask) from a greedy ``generate(items, max_tokens) -> [[answer], ...]``; a yes/no needs 4 tokens."""
+    def describe(items):
+        return [answers[0] for answers in generate(items, max_tokens)]
+
+    def ask(items):
+        return [answers[0] for answers in generate(items, 4)]
+
+    return describe, ask
+
+
 def evaluate_policy(describe: Answerer, ask: Answerer, items: list[dict], vocab: ObjectVocabulary,
                     statistics: tuple[dict, dict], seed: int = 0, pope_per_image: int = 1) -> tuple[dict, list[dict]]:
     """items: dicts with ``id``, ``image``, ``question``, ``gt_objects``; statistics: (frequency, cooccurrence)."""
