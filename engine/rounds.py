@@ -26,6 +26,7 @@ from evaluation.heldout import evaluate_policy, format_metrics, greedy_handles
 from evaluation.shapes import ShapesWorld, layout
 from feedback import rlaifv
 from feedback.claims import llm_split_claims
+from feedback.inputs import select_prompts
 from feedback.labelers import OracleLabeler, VLMLabeler, load_plugin
 
 STAGES = ("prompts", "sample", "split", "verify", "pairs", "train", "eval")
@@ -171,7 +172,7 @@ class Rounds:
             item["image"].save(buffer, format="PNG")
             rows.append({"id": item["id"], "image_bytes": buffer.getvalue(), "question": item["question"],
                          "reference": item["reference"], "gt_objects": item["gt_objects"], "layout": item["layout"]})
-        kept, skipped = rlaifv.select_prompts(rows)
+        kept, skipped = select_prompts(rows)
         return kept, {"skipped": len(skipped), "skip_reasons": skipped}
 
     def _split(self, samples: list[dict]) -> list[dict]:

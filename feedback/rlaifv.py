@@ -7,55 +7,18 @@ crash, in any sharding, produces the same rows.
 """
 from __future__ import annotations
 
-import io
 import json
 import zlib
 from collections import defaultdict
 
-from PIL import Image, UnidentifiedImageError
-
 from feedback.claims import split_claims
+from feedback.inputs import decode_image
 from feedback.labelers import checked
 from feedback.pairs import answer_score, build_pairs
-
-MAX_QUESTION_CHARS = 2000
 
 
 def derive_seed(*parts) -> int:
     return zlib.crc32(json.dumps(parts).encode()) & 0x7FFFFFFF
-
-
-def decode_image(data: bytes) -> Image.Image:
-    with Image.open(io.BytesIO(data)) as image:
-        image.load()
-        return image.convert("RGB")
-
-
-def prompt_problem(row: dict) -> str | None:
-    """Why a prompt cannot be used (a counted skip), or None when it is fine."""
-    question = row.get("question")
-    if not isinstance(question, str) or not question.strip():
-        return "empty question"
-    if len(question) > MAX_QUESTION_CHARS:
-        return f"question longer than {MAX_QUESTION_CHARS} characters"
-    try:
-        decode_image(row["image_bytes"])
-    except (UnidentifiedImageError, OSError, ValueError, TypeError, KeyError) as e:
-        return f"unreadable image ({type(e).__name__})"
-    return None
-
-
-def select_prompts(rows: list[dict]) -> tuple[list[dict], dict[str, str]]:
-    """Usable prompts, and the skipped ones by id with their reasons (duplicate ids count as skips)."""
-    kept, skipped, seen = [], {}, set()
-    for row in rows:
-        problem = "duplicate id" if row["id"] in seen else prompt_problem(row)
-        seen.add(row["id"])
-        if problem:
-            skipped[row["id"]] = problem
-        else:
-            kept.append(row)
-    return kept, skipped
 
 
 def sample_answers(prompts: list[dict], generate, run_seed: int, round_index: int) -> list[dict]:

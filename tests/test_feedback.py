@@ -8,6 +8,7 @@ from PIL import Image
 
 from evaluation.shapes import ShapesWorld, layout
 from feedback import rlaifv
+from feedback.inputs import select_prompts
 from feedback.labelers import OracleLabeler, VLMLabeler, load_plugin
 
 
@@ -27,7 +28,7 @@ def test_bad_prompts_are_counted_skips_with_reasons():
     good = prompt_rows(2)
     bad = [{**good[0], "id": "empty", "question": "  "}, {**good[0], "id": "corrupt", "image_bytes": b"\x89PNG broken"},
            {**good[0], "id": "zero", "image_bytes": b""}, {**good[1]}]
-    kept, skipped = rlaifv.select_prompts(good + bad)
+    kept, skipped = select_prompts(good + bad)
     assert [r["id"] for r in kept] == [good[0]["id"], good[1]["id"]]
     assert skipped == {"empty": "empty question", "corrupt": "unreadable image (UnidentifiedImageError)",
                        "zero": "unreadable image (UnidentifiedImageError)", good[1]["id"]: "duplicate id"}
