@@ -4,17 +4,30 @@ A policy is always the base model plus one LoRA adapter. Round k's adapter conti
 k-1's; the reference is either that previous policy (TRL keeps a frozen copy of a pretrained adapter
 under the name "ref") or the initial policy (the adapter disabled). Only the language model gets LoRA:
 that is what vLLM's LoRA path serves for LLaVA-style models.
+
+Losses: "sigmoid" is TRL's own DPO loss on shuffled pair rows. "mdpo" and "infonce" are Candor's loss code
+(engine/losses.py) on batches of whole groups (rows sharing the pairs table's ``group`` column), with
+log-probs summed over response tokens and chosen and rejected scored on the same (clean) image.
+
+A trainer that dies mid-round resumes: with ``checkpoint_dir`` and ``save_steps`` > 0 the adapter, the
+optimizer and scheduler state and the RNG states are saved every ``save_steps`` steps (safetensors and JSON,
+never pickles), and the next call on the same folder continues from the last complete checkpoint.
 """
 from __future__ import annotations
 
 import glob
 import json
+import random
 import shutil
 import tempfile
 from pathlib import Path
 
+from engine.losses import LOSSES, candor_loss
+
 # The language model's projections, under transformers 5's LLaVA module names.
 LORA_TARGETS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
+STATE_FILE = "candor_state.safetensors"  # optimizer, scheduler and RNG state of one checkpoint
+PAIR_COLUMNS = ("images", "prompt", "chosen", "rejected")
 
 
 def load_pairs(pairs_dir: str | Path):
@@ -27,12 +40,19 @@ def load_pairs(pairs_dir: str | Path):
 
 def train_dpo(base_model: str, pairs_dir: str | Path, out_dir: str | Path, *, previous_adapter: str | None,
               reference: str, beta: float, lr: float, epochs: int, batch_size: int, lora_r: int, lora_alpha: int,
-              threads: int, seed: int, use_cpu: bool = True) -> dict:
-    """Trains one round's adapter and saves it (safetensors) to ``out_dir``; returns the round's DPO figures."""
+              threads: int, seed: int, use_cpu: bool = True, loss: str = "sigmoid",
+              checkpoint_dir: str | Path | None = None, save_steps: int = 0) -> dict:
+    """Trains one round's adapter and saves it (safetensors) to ``out_dir``; returns the round's DPO figures.
+
+    ``batch_size`` counts pair rows; the grouped losses put as many whole groups in a step as fit in it (at
+    least one). ``out_dir/candor_train.json`` holds the figures plus TRL's per-step ``log_history``.
+    """
+    if loss not in LOSSES:
+        raise ValueError(f"loss={loss!r}: expected one of {', '.join(LOSSES)}")
     import torch
     from peft import LoraConfig, PeftModel
     from transformers import AutoModelForImageTextToText, AutoProcessor
-    from trl import DPOConfig, DPOTrainer
+    from trl import DPOConfig
 
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
@@ -44,17 +64,25 @@ def train_dpo(base_model: str, pairs_dir: str | Path, out_dir: str | Path, *, pr
     else:
         peft_config = LoraConfig(r=lora_r, lora_alpha=lora_alpha, lora_dropout=0.0, target_modules=LORA_TARGETS)
     dataset = load_pairs(pairs_dir)
+    train_rows, per_step, collator = dataset, batch_size, None
+    if loss != "sigmoid":
+        train_rows = grouped_pairs(dataset)
+        per_step = max(1, batch_size // max(len(rows) for rows in train_rows["rows"]))
+        collator = GroupCollator(processor, dataset)
     scratch = tempfile.mkdtemp(prefix="candor-dpo-")
-    args = DPOConfig(output_dir=scratch, per_device_train_batch_size=batch_size, num_train_epochs=epochs,
-                     learning_rate=lr, beta=beta, loss_type=["sigmoid"], max_length=None, bf16=False,
-                     use_cpu=use_cpu, gradient_checkpointing=False, report_to=[], save_strategy="no",
-                     logging_steps=1, seed=seed, data_seed=seed, dataloader_num_workers=0, lr_scheduler_type="constant",
-                     warmup_steps=0)
-    trainer = DPOTrainer(model=model, args=args, train_dataset=dataset, processing_class=processor,
-                         peft_config=peft_config)
+    saving = bool(checkpoint_dir) and save_steps > 0
+    args = DPOConfig(output_dir=str(checkpoint_dir) if saving else scratch, per_device_train_batch_size=per_step,
+                     num_train_epochs=epochs, learning_rate=lr, beta=beta, loss_type=["sigmoid"], max_length=None,
+                     bf16=False, use_cpu=use_cpu, gradient_checkpointing=False, report_to=[],
+                     save_strategy="steps" if saving else "no", save_steps=max(1, save_steps), save_total_limit=1,
+                     remove_unused_columns=loss == "sigmoid", logging_steps=1, seed=seed, data_seed=seed,
+                     dataloader_num_workers=0, lr_scheduler_type="constant", warmup_steps=0)
+    trainer = _trainer_class()(candor_loss_name=loss, model=model, args=args, train_dataset=train_rows,
+                               data_collator=collator, processing_class=processor, peft_config=peft_config)
     if reference == "initial" and "ref" in trainer.model.peft_config:
         trainer.model.delete_adapter("ref")  # with no "ref" adapter TRL disables adapters: the initial policy
-    trainer.train()
+    resume = last_checkpoint(checkpoint_dir) if checkpoint_dir else None
+    trainer.train(resume_from_checkpoint=resume)
     out_dir = Path(out_dir)
     trainer.model.save_pretrained(out_dir, selected_adapters=["default"], safe_serialization=True)
     processor.save_pretrained(out_dir)
@@ -68,9 +96,176 @@ def train_dpo(base_model: str, pairs_dir: str | Path, out_dir: str | Path, *, pr
         "loss_last": steps[-1]["loss"] if steps else None,
         "reward_accuracy": _mean(last_epoch, "rewards/accuracies"),
         "reward_margin": _mean(last_epoch, "rewards/margins"),
+        "resumed_from_step": int(Path(resume).name.split("-")[1]) if resume else 0,
     }
-    (out_dir / "candor_train.json").write_text(json.dumps(figures, indent=1))
+    (out_dir / "candor_train.json").write_text(json.dumps({**figures, "loss": loss,
+                                                           "log_history": trainer.state.log_history}, indent=1))
     return figures
+
+
+def last_checkpoint(checkpoint_dir: str | Path) -> str | None:
+    """The newest complete ``checkpoint-N`` under ``checkpoint_dir`` (one a kill left half-written is skipped)."""
+    complete = []
+    for path in Path(checkpoint_dir).glob("checkpoint-*"):
+        try:
+            step = int(path.name.split("-")[1])
+            json.loads((path / "trainer_state.json").read_text())  # written last: present and whole = complete
+        except (ValueError, OSError):
+            continue
+        if (path / STATE_FILE).exists() and (path / "adapter_model.safetensors").exists():
+            complete.append((step, str(path)))
+    return max(complete)[1] if complete else None
+
+
+def grouped_pairs(pairs):
+    """One row per group (rows sharing the ``group`` column): the indices of its rows in ``pairs``, and its
+    image, which marks the dataset as a vision one for TRL (TRL takes only datasets.Dataset)."""
+    missing = {"group", "chosen_rank", "rejected_rank"} - set(pairs.column_names)
+    if missing:
+        raise ValueError(f"pairs table: grouped losses need the columns {sorted(missing)}")
+    by_group: dict[str, list[int]] = {}
+    for index, group in enumerate(pairs["group"]):
+        by_group.setdefault(group, []).append(index)
+    members = list(by_group.values())
+    return pairs.select([rows[0] for rows in members]).select_columns(["images"]).add_column("rows", members)
+
+
+class GroupCollator:
+    """TRL's vision preference collator over the rows of whole groups, plus each row's group and chosen rank."""
+
+    def __init__(self, processor, pairs):
+        from trl.trainer.dpo_trainer import DataCollatorForVisionPreference
+
+        self.collate_pairs = DataCollatorForVisionPreference(processor=processor, max_length=None)
+        self.pairs = pairs
+
+    def __call__(self, groups: list[dict]) -> dict:
+        import torch
+
+        rows = [self.pairs[i] for group in groups for i in group["rows"]]
+        batch = self.collate_pairs([{key: row[key] for key in PAIR_COLUMNS} for row in rows])
+        batch["group"] = torch.tensor([g for g, group in enumerate(groups) for _ in group["rows"]])
+        batch["chosen_rank"] = torch.tensor([row["chosen_rank"] for row in rows])
+        return batch
+
+
+def _trainer_class():
+    """DPOTrainer with Candor's grouped losses and pickle-free checkpoints (built lazily: TRL imports slowly)."""
+    import numpy as np
+    import torch
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+    from transformers import Trainer
+    from trl import DPOTrainer
+
+    class CandorDPOTrainer(DPOTrainer):
+        def __init__(self, *, candor_loss_name: str, **kwargs):
+            self.candor_loss_name = candor_loss_name
+            super().__init__(**kwargs)
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            if self.candor_loss_name == "sigmoid":
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            group, chosen_rank = inputs.pop("group"), inputs.pop("chosen_rank")
+            policy_chosen, policy_rejected = summed_logps(model, inputs).chunk(2)
+            ref_chosen, ref_rejected = self.compute_ref_log_probs(model, inputs)
+            loss = candor_loss(self.candor_loss_name, policy_chosen, policy_rejected, ref_chosen, ref_rejected,
+                               chosen_rank, group, self.beta)
+            chosen = self.accelerator.gather(self.beta * (policy_chosen - ref_chosen).detach())
+            rejected = self.accelerator.gather(self.beta * (policy_rejected - ref_rejected).detach())
+            metrics = self._metrics["train" if model.training else "eval"]
+            metrics["rewards/chosen"].append(chosen.mean().item())
+            metrics["rewards/rejected"].append(rejected.mean().item())
+            metrics["rewards/accuracies"].append((chosen > rejected).float().mean().item())
+            metrics["rewards/margins"].append((chosen - rejected).mean().item())
+            return (loss, None) if return_outputs else loss
+
+        # ---- checkpoints: the adapter, optimizer/scheduler and RNG state, as safetensors and JSON ----------
+        def _save_checkpoint(self, model, trial):
+            Trainer._save_checkpoint(self, model, trial)  # TRL's override only adds a model card
+
+        def _save(self, output_dir=None, state_dict=None):
+            self.accelerator.unwrap_model(self.model).save_pretrained(
+                output_dir, selected_adapters=["default"], safe_serialization=True)
+
+        def _save_optimizer_and_scheduler(self, output_dir):
+            pass  # written together with the RNG state, in one file, by _save_rng_state (called right after)
+
+        def _save_scaler(self, output_dir):
+            pass  # fp32 training has no gradient scaler
+
+        def _save_rng_state(self, output_dir):
+            rng = {"python": random.getstate(), "numpy": np.random.get_state(), "cpu": torch.random.get_rng_state(),
+                   "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+            state = {"optimizer": self.optimizer.state_dict(), "scheduler": self.lr_scheduler.state_dict(), "rng": rng}
+            tensors: dict = {}
+            skeleton = _split_tensors(state, tensors)
+            Path(output_dir).mkdir(parents=True, exist_ok=True)
+            save_file(tensors, str(Path(output_dir) / STATE_FILE), metadata={"skeleton": json.dumps(skeleton)})
+
+        def _load_optimizer_and_scheduler(self, checkpoint):
+            if checkpoint is None:
+                return
+            state = read_state(Path(checkpoint) / STATE_FILE)
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.lr_scheduler.load_state_dict(state["scheduler"])
+
+        def _load_rng_state(self, checkpoint):
+            if checkpoint is None:
+                return
+            rng = read_state(Path(checkpoint) / STATE_FILE)["rng"]
+            random.setstate(rng["python"])
+            np.random.set_state(rng["numpy"])
+            torch.random.set_rng_state(rng["cpu"])
+            if rng["cuda"]:
+                torch.cuda.set_rng_state_all(rng["cuda"])
+
+    def read_state(path: Path) -> dict:
+        with safe_open(str(path), framework="pt") as f:
+            skeleton = json.loads(f.metadata()["skeleton"])
+        return _join_tensors(skeleton, load_file(str(path)))
+
+    return CandorDPOTrainer
+
+
+def summed_logps(model, inputs):
+    """Each sequence's log-prob summed over its completion tokens (TRL's fused LM head skips the rest)."""
+    model_kwargs = {key: value for key, value in inputs.items() if key != "completion_mask"}
+    labels = inputs["input_ids"].masked_fill(inputs["completion_mask"] == 0, -100)
+    log_probs = model(**model_kwargs, labels=labels, use_cache=False, fused_lm_head=True).log_probs
+    return log_probs[:, -(inputs["completion_mask"].size(1) - 1):].sum(dim=1)
+
+
+def _split_tensors(value, tensors: dict):
+    """A JSON skeleton of a nested state with every tensor/array moved into ``tensors`` under a key."""
+    import numpy as np
+    import torch
+
+    if isinstance(value, (torch.Tensor, np.ndarray)):
+        key = f"t{len(tensors)}"
+        if isinstance(value, np.ndarray):  # numpy's RNG keys are uint32: kept as int64, cast back on load
+            tensors[key] = torch.from_numpy(value.astype(np.int64))
+            return {"__tensor__": key, "numpy": str(value.dtype)}
+        tensors[key] = value.detach().contiguous().clone()
+        return {"__tensor__": key}
+    if isinstance(value, dict):
+        return {"__dict__": [[_split_tensors(k, tensors), _split_tensors(v, tensors)] for k, v in value.items()]}
+    if isinstance(value, (list, tuple)):
+        return {"__tuple__" if isinstance(value, tuple) else "__list__": [_split_tensors(v, tensors) for v in value]}
+    return value
+
+
+def _join_tensors(skeleton, tensors: dict):
+    if isinstance(skeleton, dict) and "__tensor__" in skeleton:
+        tensor = tensors[skeleton["__tensor__"]]
+        return tensor.numpy().astype(skeleton["numpy"]) if "numpy" in skeleton else tensor
+    if isinstance(skeleton, dict) and "__dict__" in skeleton:
+        return {_join_tensors(k, tensors): _join_tensors(v, tensors) for k, v in skeleton["__dict__"]}
+    if isinstance(skeleton, dict) and "__tuple__" in skeleton:
+        return tuple(_join_tensors(v, tensors) for v in skeleton["__tuple__"])
+    if isinstance(skeleton, dict) and "__list__" in skeleton:
+        return [_join_tensors(v, tensors) for v in skeleton["__list__"]]
+    return skeleton
 
 
 def _mean(rows: list[dict], key: str) -> float | None:

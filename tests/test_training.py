@@ -1,0 +1,151 @@
+"""train_dpo on the small zoo: Candor's grouped losses on top of TRL, TRL's sigmoid path on tables with the
+new pairs columns, and a trainer SIGKILLed mid-round that resumes from its last checkpoint to the same adapter
+as an uninterrupted run."""
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from evaluation.shapes import ShapesWorld
+from feedback.pairs import conversation
+
+ROOT = Path(__file__).resolve().parent.parent
+TRAIN = dict(reference="initial", beta=0.1, lr=5e-3, lora_r=4, lora_alpha=8, threads=1, seed=0)
+
+
+def write_pairs(pairs_dir: Path, kind: str, prompts: int) -> None:
+    """A round's pairs table (contract 1) from ShapesWorld prompts, each scene's own description ranked best and
+    other scenes' descriptions as worse answers. kind: "pairs" (one pair per prompt), "mdpo" (K = 4 levels,
+    all 6 pairs) or "infonce" (one chosen against 3 rejected)."""
+    from datasets import Dataset, Features, Image, List, Value
+
+    items = ShapesWorld(0, 0.6).prompt_pool(prompts + 3)
+    rows = []
+    for i, item in enumerate(items[:prompts]):
+        levels = [items[i + shift]["reference"] for shift in range(4)]  # level 0 describes this image
+        ranks = {"pairs": [(0, 1)], "infonce": [(0, 1), (0, 2), (0, 3)],
+                 "mdpo": [(a, b) for a in range(4) for b in range(a + 1, 4)]}[kind]
+        buffer = io.BytesIO()
+        item["image"].save(buffer, format="PNG")
+        for chosen_rank, rejected_rank in ranks:
+            prompt, chosen = conversation(item["question"], levels[chosen_rank])
+            _, rejected = conversation(item["question"], levels[rejected_rank])
+            rows.append({"id": f"{item['id']}:{chosen_rank}>{rejected_rank}", "prompt_id": item["id"], "round": 1,
+                         "images": [{"bytes": buffer.getvalue(), "path": None}], "prompt": prompt, "chosen": chosen,
+                         "rejected": rejected, "chosen_score": -chosen_rank, "rejected_score": -rejected_rank,
+                         "source": "test", "group": item["id"], "chosen_rank": chosen_rank,
+                         "rejected_rank": rejected_rank})
+    message = List({"role": Value("string"), "content": List({"type": Value("string"), "text": Value("string")})})
+    features = Features({"id": Value("string"), "prompt_id": Value("string"), "round": Value("int64"),
+                         "images": List(Image()), "prompt": message, "chosen": message, "rejected": message,
+                         "chosen_score": Value("int64"), "rejected_score": Value("int64"), "source": Value("string"),
+                         "group": Value("string"), "chosen_rank": Value("int64"), "rejected_rank": Value("int64")})
+    pairs_dir.mkdir(parents=True)
+    Dataset.from_list(rows, features=features).to_parquet(str(pairs_dir / "part-00000.parquet"))
+
+
+def adapter_weights(path: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(path / "adapter_model.safetensors"))
+
+
+def test_grouped_batches_hold_whole_groups_with_their_ranks(small_zoo, tmp_path):
+    from transformers import AutoProcessor
+
+    from engine.training import GroupCollator, grouped_pairs, load_pairs
+
+    write_pairs(tmp_path / "pairs", "mdpo", prompts=3)
+    pairs = load_pairs(tmp_path / "pairs")
+    groups = grouped_pairs(pairs)
+    assert groups["rows"] == [list(range(0, 6)), list(range(6, 12)), list(range(12, 18))]
+    batch = GroupCollator(AutoProcessor.from_pretrained(small_zoo["policy"]), pairs)([groups[0], groups[2]])
+    assert batch["group"].tolist() == [0] * 6 + [1] * 6
+    assert batch["chosen_rank"].tolist() == [0, 0, 0, 1, 1, 2] * 2
+    assert batch["input_ids"].shape[0] == 24  # 12 chosen rows, then their 12 rejected rows
+
+
+def test_grouped_losses_need_the_group_columns():
+    from datasets import Dataset
+
+    from engine.training import grouped_pairs
+
+    with pytest.raises(ValueError, match=r"\['chosen_rank', 'group', 'rejected_rank'\]"):
+        grouped_pairs(Dataset.from_dict({"prompt": ["a"], "chosen": ["b"], "rejected": ["c"]}))
+
+
+def test_unknown_loss_is_rejected_before_any_work(tmp_path):
+    from engine.training import train_dpo
+
+    with pytest.raises(ValueError, match="loss='kto'"):
+        train_dpo("no-model", tmp_path, tmp_path, previous_adapter=None, epochs=1, batch_size=2, loss="kto", **TRAIN)
+
+
+@pytest.mark.parametrize("loss, kind", [("sigmoid", "pairs"), ("mdpo", "mdpo"), ("infonce", "infonce")])
+def test_each_loss_trains_and_reports_rewards(small_zoo, tmp_path, loss, kind):
+    from engine.training import train_dpo
+
+    write_pairs(tmp_path / "pairs", kind, prompts=4)
+    out = tmp_path / "adapter"
+    figures = train_dpo(str(small_zoo["policy"]), tmp_path / "pairs", out, previous_adapter=None, epochs=2,
+                        batch_size=6, loss=loss, **TRAIN)
+    rows = {"pairs": 4, "mdpo": 24, "infonce": 12}[kind]
+    steps_per_epoch = {"pairs": 1, "mdpo": 4, "infonce": 2}[kind]  # 6 rows, or as many whole groups as fit
+    assert figures["pairs"] == rows and figures["steps"] == 2 * steps_per_epoch
+    assert 0.0 <= figures["reward_accuracy"] <= 1.0 and figures["reward_margin"] is not None
+    assert figures["loss_last"] < figures["loss_first"]
+    assert (out / "adapter_model.safetensors").exists() and (out / "adapter_config.json").exists()
+    saved = json.loads((out / "candor_train.json").read_text())
+    losses = [row["loss"] for row in saved["log_history"] if "loss" in row]
+    assert saved["loss"] == loss and len(losses) == figures["steps"] and losses[0] == figures["loss_first"]
+
+
+# The child trains with checkpoints every 3 steps and SIGKILLs itself after step 7, so step 7 is lost.
+KILLED_CHILD = """
+import json, os, signal, sys
+import engine.training as training
+make = training._trainer_class
+def dying_trainer():
+    class Dying(make()):
+        def training_step(self, *args, **kwargs):
+            if self.state.global_step == 7:
+                os.kill(os.getpid(), signal.SIGKILL)
+            return super().training_step(*args, **kwargs)
+    return Dying
+training._trainer_class = dying_trainer
+training.train_dpo(**json.loads(sys.argv[1]))
+"""
+
+
+@pytest.mark.parametrize("loss, kind", [("sigmoid", "pairs"), ("mdpo", "mdpo")])
+def test_killed_trainer_resumes_from_its_last_checkpoint(small_zoo, tmp_path, loss, kind):
+    from engine.training import last_checkpoint, train_dpo
+
+    write_pairs(tmp_path / "pairs", kind, prompts=6 if kind == "mdpo" else 12)
+    call = dict(base_model=str(small_zoo["policy"]), pairs_dir=str(tmp_path / "pairs"), previous_adapter=None,
+                epochs=2, batch_size=6 if kind == "mdpo" else 2, loss=loss, **TRAIN)  # 12 steps
+    checkpoints = tmp_path / "checkpoints"
+    child = subprocess.run([sys.executable, "-c", KILLED_CHILD,
+                            json.dumps({**call, "out_dir": str(tmp_path / "killed"), "checkpoint_dir": str(checkpoints),
+                                        "save_steps": 3})],
+                           cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True)
+    assert child.returncode == -9, child.stderr[-2000:]
+    assert Path(last_checkpoint(checkpoints)).name == "checkpoint-6"
+    names = {p.name for p in (checkpoints / "checkpoint-6").iterdir()}
+    assert {"adapter_model.safetensors", "candor_state.safetensors", "trainer_state.json"} <= names
+    assert not [name for name in names if name.endswith((".pt", ".pth", ".bin", ".pkl"))]  # no pickles
+
+    resumed = train_dpo(out_dir=tmp_path / "resumed", checkpoint_dir=checkpoints, save_steps=3, **call)
+    uninterrupted = train_dpo(out_dir=tmp_path / "whole", **call)
+    assert resumed["resumed_from_step"] == 6 and uninterrupted["resumed_from_step"] == 0
+    history = json.loads((tmp_path / "resumed/candor_train.json").read_text())["log_history"]
+    whole = json.loads((tmp_path / "whole/candor_train.json").read_text())["log_history"]
+    assert [r["step"] for r in history if "loss" in r] == list(range(1, 13))
+    assert [r["loss"] for r in history if "loss" in r] == pytest.approx([r["loss"] for r in whole if "loss" in r],
+                                                                         rel=1e-5, abs=1e-6)
+    a, b = adapter_weights(tmp_path / "resumed"), adapter_weights(tmp_path / "whole")
+    assert a.keys() == b.keys() and all(a[k].allclose(b[k], rtol=1e-5, atol=1e-6) for k in a)
