@@ -2,18 +2,22 @@
 
 Every section is a dataclass whose docstring lists its keys; ``load_config`` rejects unknown keys, values
 of the wrong type and impossible values with one message naming the key. ``model.policy: zoo`` and
-``feedback.labeler_model: zoo`` mean the tiny ShapesWorld models, built on first use.
+``feedback.labeler_model: zoo`` mean the tiny ShapesWorld models, built on first use; a model may also be a
+Hugging Face hub id (``org/name``) or ``smollm2`` (the small text LLM of engine/zoo.py).
 """
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import json
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+
+from feedback.sources import load_source
 
 
 class ConfigError(ValueError):
@@ -65,7 +69,17 @@ class SamplingConfig:
 
 @dataclass
 class FeedbackConfig:
-    """Preference source, claim splitter and labeler (``vlm``, ``self``, ``oracle`` or ``python:mod:Class``)."""
+    """How preference data is built: ``source`` (rlaifv | seva | bpo | amp | python:module:Class) and its knobs.
+
+    RLAIF-V: claim ``splitter`` (rule | llm with ``splitter_model``), ``labeler`` (vlm | self | oracle |
+    python:module:Class) with ``labeler_model``, pairs capped at ``max_pairs_per_prompt``, ``length_balance``.
+    SeVa: ``seva_k`` augmented images per prompt of kind ``seva_augment`` (diffusion | moco | crop | flip),
+    diffusion at step ``seva_noise_step`` of 1000. BPO: ``bpo_weakened`` answers on an image noised to
+    ``bpo_noise_step`` sampled at ``bpo_temperature``, ``bpo_injected`` error-injected references by the
+    ``injector`` (rule | llm with ``injector_model``); negatives over ``bpo_max_length_ratio`` times the
+    reference's length are dropped. AMP: ``amp_levels`` ranked answers per prompt from earlier rounds'
+    checkpoints, or from the models listed in ``amp_models`` (best first); the labeler re-ranks them.
+    """
     source: str = "rlaifv"
     splitter: str = "rule"
     splitter_model: str = ""
@@ -73,11 +87,24 @@ class FeedbackConfig:
     labeler_model: str = "zoo"
     max_pairs_per_prompt: int = 2
     length_balance: bool = True
+    seva_augment: str = "diffusion"
+    seva_noise_step: int = 500
+    seva_k: int = 1
+    bpo_noise_step: int = 900
+    bpo_temperature: float = 0.2
+    bpo_weakened: int = 1
+    bpo_injected: int = 2
+    injector: str = "rule"
+    injector_model: str = ""
+    bpo_max_length_ratio: float = 2.0
+    amp_levels: int = 4
+    amp_models: list[str] = field(default_factory=list)
 
 
 @dataclass
 class TrainConfig:
-    """LoRA DPO (sigmoid loss) from the previous round's policy; reference: previous | initial."""
+    """LoRA DPO from the previous round's policy; reference: previous | initial; loss: sigmoid (DPO) | mdpo
+    (AMP's ranked groups) | infonce (one chosen vs k rejected); a checkpoint every ``save_steps`` (0: none)."""
     beta: float = 0.1
     lr: float = 5e-4
     epochs: int = 2
@@ -86,6 +113,8 @@ class TrainConfig:
     lora_r: int = 16
     lora_alpha: int = 32
     threads: int = 1
+    loss: str = "sigmoid"
+    save_steps: int = 20
 
 
 @dataclass
@@ -128,17 +157,26 @@ class Config:
 # needs --force. Resources and eval size can change freely.
 STAGE_SECTIONS = ("run", "model", "data", "sampling", "feedback", "train")
 _CHOICES = {"model.zoo": ("full", "small"), "data.source": ("shapesworld",), "feedback.splitter": ("rule", "llm"),
-            "feedback.source": ("rlaifv",),
+            "feedback.seva_augment": ("diffusion", "moco", "crop", "flip"), "feedback.injector": ("rule", "llm"),
+            "train.loss": ("sigmoid", "mdpo", "infonce"),
             "train.reference": ("previous", "initial"), "model.dtype": ("float32", "bfloat16", "float16", "auto")}
 _POSITIVE = ("run.rounds", "sampling.prompts_per_round", "sampling.n", "sampling.max_tokens", "sampling.shard_size",
              "train.epochs", "train.batch_size", "train.lora_r", "train.lora_alpha", "train.threads", "eval.n",
              "resources.sampler_actors", "resources.labeler_actors", "resources.trainer_actors",
              "model.max_model_len", "model.tensor_parallel_size", "model.max_num_batched_tokens",
-             "feedback.max_pairs_per_prompt")
+             "feedback.max_pairs_per_prompt", "feedback.seva_k")
+# A model name that is neither a path nor zoo/smollm2 must look like a hub id: org/name.
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+SPECIAL_MODELS = ("zoo", "smollm2")
 
 
 def _coerce(key: str, value, kind):
     """Checks (and for command-line strings, parses) one value against its field's type."""
+    if typing.get_origin(kind) is list:  # list[str]: a YAML list, or a comma-separated command-line value
+        items = [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
+        if not isinstance(items, list) or not all(isinstance(v, str) for v in items):
+            raise ConfigError(f"{key}: expected a list of strings, got {value!r}")
+        return items
     if isinstance(value, str) and kind is not str:
         text = value.strip().lower()
         try:
@@ -187,12 +225,45 @@ def _validate(cfg: Config) -> None:
     for key, ok, why in checks:
         if not ok:
             raise ConfigError(f"{key}: {why}")
-    for key, path in (("model.policy", cfg.model.policy), ("feedback.labeler_model", cfg.feedback.labeler_model),
-                      ("feedback.splitter_model", cfg.feedback.splitter_model)):
-        if path and path != "zoo" and not Path(path).exists():
-            raise ConfigError(f"{key}: model path {path!r} does not exist")
-    if not (cfg.feedback.labeler in ("vlm", "self", "oracle") or cfg.feedback.labeler.startswith("python:")):
-        raise ConfigError(f"feedback.labeler: expected vlm | self | oracle | python:module:Class, got {cfg.feedback.labeler!r}")
+    f = cfg.feedback
+    models = [("model.policy", cfg.model.policy), ("feedback.labeler_model", f.labeler_model),
+              ("feedback.splitter_model", f.splitter_model), ("feedback.injector_model", f.injector_model)]
+    for key, path in models + [("feedback.amp_models", m) for m in f.amp_models]:
+        if path and path not in SPECIAL_MODELS and not Path(path).exists() and (
+                not _HUB_ID.match(path) or path.startswith((".", "/"))):
+            raise ConfigError(f"{key}: model path {path!r} does not exist (and is not a hub id org/name)")
+    if not (f.labeler in ("vlm", "self", "oracle") or f.labeler.startswith("python:")):
+        raise ConfigError(f"feedback.labeler: expected vlm | self | oracle | python:module:Class, got {f.labeler!r}")
+    _validate_source(cfg)
+
+
+def _validate_source(cfg: Config) -> None:
+    """The preference source exists, its knobs are possible, and train.loss suits the data it makes."""
+    f = cfg.feedback
+    try:
+        source = load_source(f.source)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    checks = [
+        ("feedback.seva_noise_step", 0 <= f.seva_noise_step < 1000, "must be a step of the 1000-step schedule, 0..999"),
+        ("feedback.bpo_noise_step", 0 <= f.bpo_noise_step < 1000, "must be a step of the 1000-step schedule, 0..999"),
+        ("feedback.bpo_temperature", 0 <= f.bpo_temperature <= 5, "must be in [0, 5]"),
+        ("feedback.bpo_weakened", f.bpo_weakened >= 0 and f.bpo_weakened + f.bpo_injected >= 1,
+         "bpo_weakened and bpo_injected must be >= 0 with at least one negative per prompt"),
+        ("feedback.bpo_injected", f.bpo_injected >= 0, "must be >= 0"),
+        ("feedback.bpo_max_length_ratio", f.bpo_max_length_ratio > 0, "must be > 0"),
+        ("feedback.injector_model", f.injector != "llm" or f.injector_model, "the llm injector needs a model"),
+        ("feedback.amp_levels", f.amp_levels >= 2, "AMP ranks at least 2 levels"),
+        ("feedback.amp_models", not f.amp_models or len(f.amp_models) == f.amp_levels,
+         f"lists {len(f.amp_models)} models but feedback.amp_levels is {f.amp_levels}"),
+        ("train.save_steps", cfg.train.save_steps >= 0, "must be >= 0 (0: no checkpoints)"),
+        ("train.loss", cfg.train.loss in source.losses,
+         f"{cfg.train.loss!r} does not suit the pairs of feedback.source {f.source!r} "
+         f"(it supports {' | '.join(source.losses)}; mdpo needs ranked groups, which amp makes)"),
+    ]
+    for key, ok, why in checks:
+        if not ok:
+            raise ConfigError(f"{key}: {why}")
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Config:

@@ -1,19 +1,22 @@
-"""The round machine: RLAIF-V round k turns policy k-1 into policy k through seven stages.
+"""The round machine: round k turns policy k-1 into policy k.
 
-    prompts -> sample -> split -> verify -> pairs -> train -> eval
+    prompts -> <the preference source's stages, ending in pairs> -> train -> eval
 
-Each stage reads earlier stages' tables from the run store and writes its own, then an atomic
-``_SUCCESS``. On restart a finished stage is skipped and a half-done sharded stage (sample, verify) redoes
-only its missing shards; seeds come from (run seed, round, stage, prompt), so the data is the same as in
-an uninterrupted run. Round 000 only evaluates the starting policy. Model calls go to Ray actors, wrapped
-as plain handles for the pure stage functions in ``feedback/``.
+RLAIF-V's stages are ``sample -> split -> verify -> pairs``; SeVa, BPO and AMP bring their own
+(feedback/sources.py explains the contract). Each stage reads earlier stages' tables from the run store
+and writes its own, then an atomic ``_SUCCESS``. On restart a finished stage is skipped and a half-done
+sharded stage redoes only its missing shards; seeds come from (run seed, round, stage, prompt), so the data
+is the same as in an uninterrupted run. Round 000 only evaluates the starting policy. Model calls go to Ray
+actors, wrapped as plain handles for the pure stage functions in ``feedback/``.
 """
 from __future__ import annotations
 
 import io
 import shutil
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import ray
@@ -23,32 +26,25 @@ from engine.config import Config
 from engine.generation import Adapter
 from engine.store import RunStore
 from evaluation.heldout import evaluate_policy, format_metrics, greedy_handles
-from evaluation.shapes import ShapesWorld, layout
-from feedback import rlaifv
-from feedback.claims import llm_split_claims
+from evaluation.shapes import ShapesWorld
 from feedback.inputs import select_prompts
 from feedback.labelers import OracleLabeler, VLMLabeler, load_plugin
-
-STAGES = ("prompts", "sample", "split", "verify", "pairs", "train", "eval")
-
-
-def pairs_schema():
-    from datasets import Features, Image, List, Value
-
-    message = List({"role": Value("string"), "content": List({"type": Value("string"), "text": Value("string")})})
-    return Features({"id": Value("string"), "prompt_id": Value("string"), "round": Value("int64"),
-                     "images": List(Image()), "prompt": message, "chosen": message, "rejected": message,
-                     "chosen_score": Value("int64"), "rejected_score": Value("int64")}).arrow_schema
+from feedback.sources import RoundContext, Stage, checked_stages, derive_seed, load_source
 
 
 class Rounds:
     """Drives the rounds of one run directory; holds the actors between stages."""
 
-    def __init__(self, cfg: Config, store: RunStore, policy: str, labeler: str, log=print):
+    def __init__(self, cfg: Config, store: RunStore, policy: str, labeler: str, log=print,
+                 resolve_model=lambda name: name):
         self.cfg, self.store, self.policy, self.labeler_model, self.log = cfg, store, policy, labeler, log
+        self.resolve_model = resolve_model  # a config's model name (zoo, a hub id, a path) -> what vLLM loads
         self.world = ShapesWorld(cfg.data.world_seed, cfg.data.prior)
+        self.stages = checked_stages(load_source(cfg.feedback.source), cfg)
         self.samplers: list = []
         self.labelers: list = []
+        self.models: dict = {}  # other policies named by a stage (AMP's feedback.amp_models), by name
+        self._models_lock = threading.Lock()
 
     # ---- actors -------------------------------------------------------------------------------------
     def _start(self, actor_class, role: str, model: str, count: int, lora: bool = False) -> list:
@@ -65,23 +61,70 @@ class Rounds:
             self.labelers = self._start(LabelerActor, "labeler", self.labeler_model, self.cfg.resources.labeler_actors)
         return self.labelers
 
+    def _model_actor(self, name: str):
+        with self._models_lock:  # shards of one stage run in threads and may ask for the same model at once
+            if name not in self.models:
+                [self.models[name]] = self._start(SamplerActor, "sampler", self.resolve_model(name), 1)
+            return self.models[name]
+
     def shutdown(self, which: str = "all") -> None:
         """Kills actors so their memory (and CPUs/GPUs) go back to the cluster."""
+        pools = {"labelers": self.labelers, "samplers": self.samplers, "models": list(self.models.values())}
+        for name, actors in pools.items():
+            if which in (name, "all"):
+                for actor in actors:
+                    ray.kill(actor)
         if which in ("labelers", "all"):
-            for actor in self.labelers:
-                ray.kill(actor)
             self.labelers = []
         if which in ("samplers", "all"):
-            for actor in self.samplers:
-                ray.kill(actor)
             self.samplers = []
+        if which in ("models", "all"):
+            self.models = {}
 
     def adapter(self, round_index: int) -> Adapter | None:
         """Policy k as a vLLM adapter (None: the base model, round 0 or a round that trained nothing)."""
         path = self.store.stage_dir(round_index, "policy")
         if round_index == 0 or not (path / "adapter_config.json").exists():
             return None
-        return Adapter(str(path.resolve()), rlaifv.derive_seed(str(path.resolve())) % 1_000_000 + 1)
+        return Adapter(str(path.resolve()), derive_seed(str(path.resolve())) % 1_000_000 + 1)
+
+    # ---- model handles for the source's stages --------------------------------------------------------
+    @contextmanager
+    def _handles(self, stage: Stage, k: int):
+        """The handles a stage asked for (one per actor); a text model lives only for its stage."""
+        if stage.uses == "text":
+            [actor] = self._start(SplitterActor, "splitter", self.resolve_model(stage.model), 1)
+            try:
+                yield [lambda prompts: ray.get(actor.complete.remote(prompts))]
+            finally:
+                ray.kill(actor)
+        elif stage.uses == "policy":
+            yield [self._policy_handle(actor, k) for actor in self._sampler_pool()]
+        elif stage.uses == "labeler":
+            yield self._labeler_handles(self.adapter(k - 1))
+        else:
+            yield [None]
+
+    def _policy_handle(self, actor, k: int):
+        def generate(items, *, n, temperature, max_tokens=None, seeds=None, policy=None):
+            """policy: None = the current policy (k-1), int j = round j's policy, str = another model."""
+            if isinstance(policy, str):
+                target, adapter = self._model_actor(policy), None
+            else:
+                target, adapter = actor, self.adapter(k - 1 if policy is None else policy)
+            return ray.get(target.generate.remote(items, n, temperature, max_tokens or self.cfg.sampling.max_tokens,
+                                                  seeds, adapter))
+        return generate
+
+    def _labeler_handles(self, previous: Adapter | None) -> list:
+        kind = self.cfg.feedback.labeler
+        if kind == "oracle":
+            return [OracleLabeler()]
+        if kind == "self":
+            return [VLMLabeler(lambda items, a=a: ray.get(a.yes_no.remote(items, previous))) for a in self._sampler_pool()]
+        if kind == "vlm":
+            return [VLMLabeler(lambda items, a=a: ray.get(a.yes_no.remote(items))) for a in self._labeler_pool()]
+        return [load_plugin(kind, self.cfg.feedback.labeler_model)]
 
     # ---- stage helpers ------------------------------------------------------------------------------
     def _finish(self, k: int, stage: str, start: float, info: dict) -> None:
@@ -134,77 +177,32 @@ class Rounds:
         self.shutdown()
 
     def round(self, k: int) -> None:
-        cfg, store = self.cfg, self.store
         self._single(k, "prompts", lambda: self._prompts(k))
-        prompts = store.read(k, "prompts")
-        by_id = {p["id"]: p for p in prompts}
-        shards = self._shards(prompts)
-        previous = self.adapter(k - 1)
-
-        def sample(actor, shard):
-            def generate(items, seeds):
-                return ray.get(actor.generate.remote(items, cfg.sampling.n, cfg.sampling.temperature,
-                                                     cfg.sampling.max_tokens, seeds, previous))
-            return rlaifv.sample_answers(shard, generate, cfg.run.seed, k)
-
-        if not store.is_done(k, "sample"):
-            self._sharded(k, "sample", shards, self._sampler_pool(), sample)
-        self._single(k, "split", lambda: (self._split(store.read(k, "sample")), {}))
-        if not store.is_done(k, "verify"):
-            split_by_prompt: dict[str, list] = {}
-            for row in store.read(k, "split"):
-                split_by_prompt.setdefault(row["prompt_id"], []).append(row)
-            split_shards = [[r for p in shard for r in split_by_prompt.get(p["id"], [])] for shard in shards]
-            labelers = self._labeler_handles(previous)
-            self._sharded(k, "verify", split_shards, labelers,
-                          lambda labeler, rows: rlaifv.verify_claims(rows, by_id, labeler, cfg.feedback.labeler))
-        self._single(k, "pairs", lambda: self._pairs(k, by_id), pairs_schema())
-        if not store.is_done(k, "train"):
+        prompts = self.store.read(k, "prompts")
+        ctx = RoundContext(self.cfg, k, {p["id"]: p for p in prompts}, lambda stage: self.store.read(k, stage))
+        for stage in self.stages:
+            self._run_stage(k, stage, ctx, prompts)
+        if not self.store.is_done(k, "train"):
             self.shutdown("labelers")
+            self.shutdown("models")
             self._train(k)
         self.evaluate(k)
 
+    def _run_stage(self, k: int, stage: Stage, ctx: RoundContext, prompts: list[dict]) -> None:
+        if self.store.is_done(k, stage.name):
+            return
+        with self._handles(stage, k) as handles:
+            if stage.sharded:
+                self._sharded(k, stage.name, self._shards(prompts), handles,
+                              lambda handle, shard: stage.run(ctx, handle, shard))
+            else:
+                self._single(k, stage.name, lambda: stage.run(ctx, handles[0], prompts),
+                             stage.schema() if stage.schema else None)
+
     def _prompts(self, k: int):
         size = self.cfg.sampling.prompts_per_round
-        rows = []
-        for item in self.world.prompt_pool(size, start=(k - 1) * size):
-            buffer = io.BytesIO()
-            item["image"].save(buffer, format="PNG")
-            rows.append({"id": item["id"], "image_bytes": buffer.getvalue(), "question": item["question"],
-                         "reference": item["reference"], "gt_objects": item["gt_objects"], "layout": item["layout"]})
-        kept, skipped = select_prompts(rows)
+        kept, skipped = select_prompts(shapes_prompts(self.world, size, start=(k - 1) * size))
         return kept, {"skipped": len(skipped), "skip_reasons": skipped}
-
-    def _split(self, samples: list[dict]) -> list[dict]:
-        if self.cfg.feedback.splitter == "rule":
-            return rlaifv.split_answers(samples)
-        [actor] = self._start(SplitterActor, "splitter", self.cfg.feedback.splitter_model, 1)
-        try:
-            claims = llm_split_claims([s["response"] for s in samples],
-                                      lambda prompts: ray.get(actor.complete.remote(prompts)))
-        finally:
-            ray.kill(actor)
-        by_response = dict(zip([s["response"] for s in samples], claims))
-        return rlaifv.split_answers(samples, splitter=by_response.__getitem__)
-
-    def _labeler_handles(self, previous: Adapter | None) -> list:
-        kind = self.cfg.feedback.labeler
-        if kind == "oracle":
-            return [OracleLabeler()]
-        if kind == "self":
-            return [VLMLabeler(lambda items, a=a: ray.get(a.yes_no.remote(items, previous))) for a in self._sampler_pool()]
-        if kind == "vlm":
-            return [VLMLabeler(lambda items, a=a: ray.get(a.yes_no.remote(items))) for a in self._labeler_pool()]
-        return [load_plugin(kind, self.cfg.feedback.labeler_model)]
-
-    def _pairs(self, k: int, by_id: dict):
-        verified = self.store.read(k, "verify")
-        f = self.cfg.feedback
-        pairs = rlaifv.make_pairs(verified, by_id, f.max_pairs_per_prompt, self.cfg.run.seed, f.length_balance, k)
-        scores = [r["score"] for r in verified if not r["unscored"]]
-        return pairs, {"answers": len(verified), "unscored": sum(r["unscored"] for r in verified),
-                       "mean_score": round(sum(scores) / max(1, len(scores)), 4),
-                       "claims": sum(r["claims"] for r in verified)}
 
     def _train(self, k: int) -> None:
         start = time.time()
@@ -219,14 +217,17 @@ class Rounds:
             shutil.copytree(previous.path, tmp) if previous else tmp.mkdir(parents=True)
         else:
             t = self.cfg.train
+            # The trainer's checkpoints outlive a crash: a restarted train stage resumes from the last one.
+            checkpoints = self.store.stage_dir(k, "train") / "checkpoints"
+            resumable = {"loss": t.loss, "checkpoint_dir": str(checkpoints), "save_steps": t.save_steps}
             trainer = TrainerActor.options(**actor_options(self.cfg, "trainer")).remote()
             try:
                 figures = ray.get(trainer.train.remote(
                     base_model=self.policy, pairs_dir=str(pairs_dir), out_dir=str(tmp),
                     previous_adapter=previous.path if previous else None, reference=t.reference, beta=t.beta,
                     lr=t.lr, epochs=t.epochs, batch_size=t.batch_size, lora_r=t.lora_r, lora_alpha=t.lora_alpha,
-                    threads=t.threads, seed=rlaifv.derive_seed(self.cfg.run.seed, k, "train"),
-                    use_cpu=self.cfg.resources.num_gpus_per_actor == 0))
+                    threads=t.threads, seed=derive_seed(self.cfg.run.seed, k, "train"),
+                    use_cpu=self.cfg.resources.num_gpus_per_actor == 0, **resumable))
             finally:
                 ray.kill(trainer)
         tmp.rename(policy)
@@ -246,6 +247,17 @@ class Rounds:
         self.store.write_jsonl(f"rounds/{k:03d}/eval/responses.jsonl", rows)
         self._finish(k, "eval", start, {key: metrics[key] for key in ("chair_s", "chair_i", "recall", "pope_f1", "n")})
         self.log(f"[round {k:03d}] {format_metrics(metrics)}")
+
+
+def shapes_prompts(world: ShapesWorld, count: int, start: int = 0) -> list[dict]:
+    """ShapesWorld prompts ``start..start+count-1`` as prompt rows (images PNG-encoded)."""
+    rows = []
+    for item in world.prompt_pool(count, start=start):
+        buffer = io.BytesIO()
+        item["image"].save(buffer, format="PNG")
+        rows.append({"id": item["id"], "image_bytes": buffer.getvalue(), "question": item["question"],
+                     "reference": item["reference"], "gt_objects": item["gt_objects"], "layout": item["layout"]})
+    return rows
 
 
 def branch_from(source: Path, target: Path, round_index: int) -> None:

@@ -75,6 +75,12 @@ def resolve_models(cfg: Config) -> tuple[str, str]:
     return policy, labeler
 
 
+def model_resolver(policy: str):
+    """What a model named by a stage (splitter, injector, AMP's models) loads: ``zoo`` is the zoo policy;
+    paths and hub ids pass as they are."""
+    return lambda name: policy if name == "zoo" else name
+
+
 def summary_table(store: RunStore, rounds: int) -> str:
     lines = ["| round | CHAIR-s | CHAIR-i | recall | POPE F1 | pairs | DPO reward acc |", "|---|---|---|---|---|---|---|"]
     for k in range(rounds + 1):
@@ -93,7 +99,7 @@ def run(cfg: Config, store: RunStore) -> None:
     start = time.time()
     policy, labeler = resolve_models(cfg)
     connect_ray(cfg)
-    rounds = Rounds(cfg, store, policy, labeler)
+    rounds = Rounds(cfg, store, policy, labeler, resolve_model=model_resolver(policy))
     try:
         rounds.run()
     finally:

@@ -1,7 +1,10 @@
 """Score and pair: S(y) = -(rejected claims); pairs with a margin, a per-prompt cap, and length balancing.
 
-Exactly RLAIF-V's recipe (DESIGN.md §1.1 steps 4-5). Pairs come out in TRL's conversational DPO format
-(``images``, ``prompt``, ``chosen``, ``rejected``) so a round's pairs folder trains as is.
+Exactly RLAIF-V's recipe (DESIGN.md §1.1 steps 4-5). Pairs of every source come out through
+``preference_row`` in TRL's conversational DPO format (``images``, ``prompt``, ``chosen``, ``rejected``) so
+a round's pairs folder trains as is, plus Candor's columns: ids, scores, ``source``, and ``group`` /
+``chosen_rank`` / ``rejected_rank`` (rows of one ranking or one chosen-vs-k-rejected set share a group;
+rank 0 is the group's best answer) for the multi-answer losses.
 """
 from __future__ import annotations
 
@@ -60,11 +63,34 @@ def conversation(question: str, answer: str) -> tuple[list[dict], list[dict]]:
     return prompt, completion
 
 
+def pairs_schema():
+    """The pairs table's schema: image bytes stored as datasets' Image feature, messages as TRL's chat format."""
+    from datasets import Features, Image, List, Value
+
+    message = List({"role": Value("string"), "content": List({"type": Value("string"), "text": Value("string")})})
+    return Features({"id": Value("string"), "prompt_id": Value("string"), "round": Value("int64"),
+                     "images": List(Image()), "prompt": message, "chosen": message, "rejected": message,
+                     "chosen_score": Value("int64"), "rejected_score": Value("int64"), "source": Value("string"),
+                     "group": Value("string"), "chosen_rank": Value("int64"),
+                     "rejected_rank": Value("int64")}).arrow_schema
+
+
+def preference_row(prompt: dict, chosen: str, rejected: str, *, id: str, round_index: int, source: str, group: str,
+                   ranks: tuple[int, int] = (0, 1), scores: tuple[int, int] = (0, -1)) -> dict:
+    """One pairs-table row; ``prompt`` is a prompt row (``id``, ``image_bytes``, ``question``)."""
+    prompt_msg, chosen_msg = conversation(prompt["question"], chosen)
+    _, rejected_msg = conversation(prompt["question"], rejected)
+    return {"id": id, "prompt_id": prompt["id"], "round": round_index,
+            "images": [{"bytes": prompt["image_bytes"], "path": None}], "prompt": prompt_msg, "chosen": chosen_msg,
+            "rejected": rejected_msg, "chosen_score": scores[0], "rejected_score": scores[1], "source": source,
+            "group": group, "chosen_rank": ranks[0], "rejected_rank": ranks[1]}
+
+
 def build_pairs(answers: dict[str, list[dict]], prompts: dict[str, dict], max_per_prompt: int, seed: int,
                 balance: bool = True, round_index: int = 0) -> list[dict]:
-    """answers: prompt id -> [{'sample', 'response', 'score'}]; prompts: id -> {'image_bytes', 'question'}.
+    """answers: prompt id -> [{'sample', 'response', 'score'}]; prompts: id -> prompt row.
 
-    Returns dataset rows in TRL's DPO format plus Candor's columns (scores, ids, round).
+    Returns pairs-table rows; each pair is its own group (RLAIF-V makes no rankings).
     """
     chosen_rejected = []
     for prompt_id in sorted(answers):
@@ -76,12 +102,34 @@ def build_pairs(answers: dict[str, list[dict]], prompts: dict[str, dict], max_pe
         chosen_rejected = [pair for pair, k in zip(chosen_rejected, keep) if k]
     result = []
     for prompt_id, chosen, rejected in chosen_rejected:
-        prompt, chosen_msg = conversation(prompts[prompt_id]["question"], chosen["response"])
-        _, rejected_msg = conversation(prompts[prompt_id]["question"], rejected["response"])
-        result.append({
-            "id": f"{prompt_id}:{chosen['sample']}>{rejected['sample']}", "prompt_id": prompt_id, "round": round_index,
-            "images": [{"bytes": prompts[prompt_id]["image_bytes"], "path": None}],
-            "prompt": prompt, "chosen": chosen_msg, "rejected": rejected_msg,
-            "chosen_score": chosen["score"], "rejected_score": rejected["score"],
-        })
+        pair_id = f"{prompt_id}:{chosen['sample']}>{rejected['sample']}"
+        result.append(preference_row({**prompts[prompt_id], "id": prompt_id}, chosen["response"], rejected["response"],
+                                     id=pair_id, round_index=round_index, source="rlaifv", group=pair_id,
+                                     scores=(chosen["score"], rejected["score"])))
     return result
+
+
+def contrast_groups(chosen: dict[str, str], negatives: dict[str, list[str]], prompts: dict[str, dict], source: str,
+                    round_index: int) -> tuple[list[dict], dict]:
+    """One group per prompt: its chosen answer against each of its distinct negatives (ranks 1..m).
+
+    Negatives identical to the chosen answer carry no preference; they, repeats and empty ones are dropped
+    and counted. Negatives are never paired with each other.
+    """
+    pairs, identical, repeated = [], 0, 0
+    for prompt_id in sorted(chosen):
+        best, kept = chosen[prompt_id].strip(), []
+        if not best:
+            continue
+        for text in (t.strip() for t in negatives.get(prompt_id, [])):
+            if text == best:
+                identical += 1
+            elif text in kept or not text:
+                repeated += 1
+            else:
+                kept.append(text)
+        for rank, text in enumerate(kept, 1):
+            pairs.append(preference_row(prompts[prompt_id], best, text, id=f"{prompt_id}:0>{rank}",
+                                        round_index=round_index, source=source, group=prompt_id, ranks=(0, rank)))
+    return pairs, {"identical_dropped": identical, "repeats_dropped": repeated,
+                   "prompts_with_pairs": len({p["prompt_id"] for p in pairs})}

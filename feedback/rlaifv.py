@@ -1,24 +1,20 @@
-"""RLAIF-V's stages as pure functions over tables (lists of row dicts).
+"""RLAIF-V (DESIGN.md §1.1) as a preference source: sample -> split -> verify -> pairs.
 
-Model calls arrive as handles from the engine: ``generate(items, seeds)`` samples n answers per
-(image, question), ``labeler(images, questions, metadata)`` returns p_yes per question. Nothing here knows
-about Ray or vLLM. Seeds are derived from (run seed, round, stage, prompt id), so a stage redone after a
-crash, in any sharding, produces the same rows.
+The functions are pure over tables (lists of row dicts). Model calls arrive as handles from the engine:
+``generate(items, seeds)`` samples n answers per (image, question), ``labeler(images, questions, metadata)``
+returns p_yes per question, ``complete(prompts)`` is the LLM splitter's text model. Nothing here knows about
+Ray or vLLM. Seeds are derived from (run seed, round, stage, prompt id), so a stage redone after a crash, in
+any sharding, produces the same rows. ``split_stage`` and ``verify_stage`` are reused by AMP.
 """
 from __future__ import annotations
 
-import json
-import zlib
 from collections import defaultdict
 
-from feedback.claims import split_claims
+from feedback.claims import llm_split_claims, split_claims
 from feedback.inputs import decode_image
 from feedback.labelers import checked
-from feedback.pairs import answer_score, build_pairs
-
-
-def derive_seed(*parts) -> int:
-    return zlib.crc32(json.dumps(parts).encode()) & 0x7FFFFFFF
+from feedback.pairs import answer_score, build_pairs, pairs_schema
+from feedback.sources import RoundContext, Stage, derive_seed
 
 
 def sample_answers(prompts: list[dict], generate, run_seed: int, round_index: int) -> list[dict]:
@@ -74,3 +70,56 @@ def make_pairs(verified: list[dict], prompts: dict[str, dict], max_per_prompt: i
         if not row["unscored"]:
             answers[row["prompt_id"]].append(row)
     return build_pairs(answers, prompts, max_per_prompt, derive_seed(seed, round_index, "pairs"), balance, round_index)
+
+
+# ---- the stages ---------------------------------------------------------------------------------------
+def sample_stage(ctx: RoundContext, generate, prompts: list[dict]) -> list[dict]:
+    s = ctx.cfg.sampling
+
+    def sample(items, seeds):
+        return generate(items, n=s.n, temperature=s.temperature, max_tokens=s.max_tokens, seeds=seeds)
+    return sample_answers(prompts, sample, ctx.cfg.run.seed, ctx.round)
+
+
+def split_stage(ctx: RoundContext, complete, prompts: list[dict]) -> tuple[list[dict], dict]:
+    """Rule-based split, or with ``complete`` (feedback.splitter=llm) RLAIF-V's LLM divide step."""
+    samples = ctx.read("sample")
+    if complete is None:
+        return split_answers(samples), {}
+    responses = list(dict.fromkeys(s["response"] for s in samples))
+    by_response = dict(zip(responses, llm_split_claims(responses, complete)))
+    return split_answers(samples, splitter=by_response.__getitem__), {}
+
+
+def verify_stage(ctx: RoundContext, labeler, prompts: list[dict]) -> list[dict]:
+    return verify_claims(ctx.rows("split", prompts), ctx.prompts, labeler, ctx.cfg.feedback.labeler)
+
+
+def pairs_stage(ctx: RoundContext, _, prompts: list[dict]) -> tuple[list[dict], dict]:
+    verified, f = ctx.read("verify"), ctx.cfg.feedback
+    pairs = make_pairs(verified, ctx.prompts, f.max_pairs_per_prompt, ctx.cfg.run.seed, f.length_balance, ctx.round)
+    return pairs, verify_summary(verified)
+
+
+def verify_summary(verified: list[dict]) -> dict:
+    """The labeler's figures for a round's pairs marker: answers, unscored answers, mean score, claims."""
+    scores = [r["score"] for r in verified if not r["unscored"]]
+    return {"answers": len(verified), "unscored": sum(r["unscored"] for r in verified),
+            "mean_score": round(sum(scores) / max(1, len(scores)), 4), "claims": sum(r["claims"] for r in verified)}
+
+
+def claim_check_stages(cfg) -> list[Stage]:
+    """split -> verify: every answer of the sample table divided into claims and checked by the labeler."""
+    llm = cfg.feedback.splitter == "llm"
+    return [Stage("split", split_stage, uses="text" if llm else "", model=cfg.feedback.splitter_model if llm else ""),
+            Stage("verify", verify_stage, uses="labeler", sharded=True)]
+
+
+class RLAIFV:
+    """Deconfounded sampling, claim-level checks by a labeler, pairs by score (DESIGN.md §1.1)."""
+    name = "rlaifv"
+    losses = ("sigmoid", "infonce")  # each pair is its own group: InfoNCE with k = 1 is DPO
+
+    def stages(self, cfg) -> list[Stage]:
+        return [Stage("sample", sample_stage, uses="policy", sharded=True), *claim_check_stages(cfg),
+                Stage("pairs", pairs_stage, schema=pairs_schema)]

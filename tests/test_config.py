@@ -23,10 +23,43 @@ def test_default_config_file_loads_and_overrides_apply():
     ("feedback.labeler=gpt", "feedback.labeler: expected"),
     ("train.beta=-1", "train.beta: must be > 0"),
     ("noequals", "key=value"),
+    ("feedback.source=dpo", "feedback.source: expected rlaifv | seva | bpo | amp | python:module:Class"),
+    ("feedback.source=python:no_such_module:Source", "feedback.source: cannot load"),
+    ("train.loss=focal", "train.loss: must be one of"),
+    ("train.loss=mdpo", "train.loss: 'mdpo' does not suit the pairs of feedback.source 'rlaifv'"),
+    ("train.save_steps=-1", "train.save_steps: must be >= 0"),
+    ("feedback.seva_noise_step=1000", "feedback.seva_noise_step: must be a step"),
+    ("feedback.seva_augment=blur", "feedback.seva_augment: must be one of"),
+    ("feedback.seva_k=0", "feedback.seva_k: must be >= 1"),
+    ("feedback.injector=llm", "feedback.injector_model: the llm injector needs a model"),
+    ("feedback.amp_levels=1", "feedback.amp_levels: AMP ranks at least 2"),
+    ("feedback.amp_models=org/big,org/small", "feedback.amp_models: lists 2 models but feedback.amp_levels is 4"),
+    ("feedback.amp_models=/no/such/model", "feedback.amp_models: model path"),
+    ("model.policy=./not/here", "model.policy: model path"),
+    ("feedback.labeler_model=no-slash-name", "feedback.labeler_model: model path"),
 ])
 def test_bad_overrides_are_rejected_with_the_key(override, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
         load_config("configs/shapes-rlaifv.yaml", [override])
+
+
+@pytest.mark.parametrize("method", ["seva", "bpo", "amp"])
+def test_method_configs_load_and_share_the_starting_policy_and_budget(method):
+    base = load_config("configs/shapes-rlaifv.yaml")
+    cfg = load_config(f"configs/shapes-{method}.yaml")
+    assert cfg.feedback.source == method and cfg.run.name == f"shapes-{method}"
+    assert (cfg.model.policy, cfg.sampling.prompts_per_round, cfg.eval.n) == \
+        (base.model.policy, base.sampling.prompts_per_round, base.eval.n)
+    assert cfg.train.loss == ("mdpo" if method == "amp" else "sigmoid")
+
+
+def test_model_names_may_be_hub_ids_or_special_names_and_lists_parse():
+    cfg = load_config("configs/shapes-rlaifv.yaml", [
+        "model.policy=llava-hf/llava-1.5-7b-hf", "feedback.splitter=llm", "feedback.splitter_model=smollm2",
+        "feedback.source=amp", "train.loss=mdpo", "feedback.amp_levels=2", "feedback.amp_models=zoo, org/small-vlm"])
+    assert cfg.model.policy == "llava-hf/llava-1.5-7b-hf" and cfg.feedback.amp_models == ["zoo", "org/small-vlm"]
+    assert config_from_dict(cfg.to_dict()) == cfg
+    assert load_config("configs/shapes-rlaifv.yaml", ["feedback.source=seva", "sampling.n=1", "train.loss=infonce"])
 
 
 def test_bad_files_are_named(tmp_path):

@@ -1,0 +1,105 @@
+"""Preference sources: what a round does between choosing its prompts and training on its pairs.
+
+``feedback.source`` names one: ``rlaifv``, ``seva``, ``bpo``, ``amp`` or a plug-in ``python:module:Class``.
+A source is a class with three members::
+
+    class MySource:
+        name = "mine"                      # the ``source`` column of its pairs
+        losses = ("sigmoid",)              # the train.loss values its pairs make sense for
+        def stages(self, cfg) -> list[Stage]: ...   # the last one is named "pairs"
+
+The round machine (engine/rounds.py) runs ``prompts``, then the source's stages in order, then ``train`` and
+``eval``, with the same store, shards, completion markers and resume for every source. A stage function is
+pure: ``run(ctx, handle, prompts)`` reads earlier tables through ``ctx`` and returns its rows (a single
+stage returns ``(rows, info)``, ``info`` going to its ``_SUCCESS`` and metrics.jsonl). ``handle`` is the
+model callable named by ``uses``; the engine builds it (no Ray or vLLM here):
+
+- ``policy``: ``generate(items, *, n, temperature, max_tokens=None, seeds=None, policy=None)`` answers
+  (image, question) items; ``policy`` None is the current policy, an int j round j's policy (0 = the
+  starting one), a str another model (a path or hub id).
+- ``labeler``: ``labeler(images, questions, metadata) -> p_yes`` (feedback/labelers.py).
+- ``text``: ``complete(prompts) -> completions`` from the text model named by the stage's ``model``.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import zlib
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+ENGINE_STAGES = ("prompts", "train", "eval", "policy")
+HANDLES = ("", "policy", "labeler", "text")
+
+
+def derive_seed(*parts) -> int:
+    """A seed from (run seed, round, stage, prompt id, ...): the same rows however a stage is sharded or resumed."""
+    return zlib.crc32(json.dumps(parts).encode()) & 0x7FFFFFFF
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage of a source: ``sharded`` stages run shard by shard (prompt shards), one thread per handle."""
+    name: str
+    run: Callable
+    uses: str = ""
+    sharded: bool = False
+    model: str = ""  # the text model of a ``text`` stage
+    schema: Callable | None = None  # returns the table's pyarrow schema (the pairs stage)
+
+
+@dataclass
+class RoundContext:
+    """What a stage function may see of its round: the config, the prompts and earlier stages' tables."""
+    cfg: Any
+    round: int
+    prompts: dict[str, dict]
+    read: Callable[[str], list[dict]]
+    _by_prompt: dict = field(default_factory=dict)
+
+    def seed(self, stage: str, *keys) -> int:
+        return derive_seed(self.cfg.run.seed, self.round, stage, *keys)
+
+    def rows(self, stage: str, prompts: list[dict]) -> list[dict]:
+        """An earlier stage's rows that belong to ``prompts``, in prompt order (the stage's input shard)."""
+        if stage not in self._by_prompt:
+            grouped: dict[str, list] = {}
+            for row in self.read(stage):
+                grouped.setdefault(row["prompt_id"], []).append(row)
+            self._by_prompt[stage] = grouped
+        return [row for p in prompts for row in self._by_prompt[stage].get(p["id"], [])]
+
+
+BUILT_IN = {"rlaifv": "feedback.rlaifv:RLAIFV", "seva": "feedback.seva:SeVa", "bpo": "feedback.bpo:BPO",
+            "amp": "feedback.amp:AMP"}
+
+
+def load_source(spec: str):
+    """The source named by ``feedback.source`` (a built-in name or ``python:module:Class``), instantiated."""
+    path = BUILT_IN.get(spec) or spec.removeprefix("python:")
+    module_name, _, class_name = path.partition(":")
+    if spec not in BUILT_IN and (not spec.startswith("python:") or not module_name or not class_name):
+        raise ValueError(f"feedback.source: expected {' | '.join(BUILT_IN)} | python:module:Class, got {spec!r}")
+    try:
+        source = getattr(importlib.import_module(module_name), class_name)()
+    except (ImportError, AttributeError, TypeError) as e:
+        raise ValueError(f"feedback.source: cannot load {spec!r} ({e})") from None
+    for member in ("name", "losses", "stages"):
+        if not hasattr(source, member):
+            raise ValueError(f"feedback.source: {spec!r} has no {member!r} (see feedback/sources.py)")
+    return source
+
+
+def checked_stages(source, cfg) -> list[Stage]:
+    """The source's stages, refused with a message naming the source when they break the round's contract."""
+    stages = list(source.stages(cfg))
+    names = [s.name for s in stages]
+    problems = []
+    if not names or names[-1] != "pairs":
+        problems.append("its last stage must be 'pairs'")
+    if len(set(names)) != len(names) or set(names) & set(ENGINE_STAGES):
+        problems.append(f"stage names must be unique and not one of {ENGINE_STAGES}")
+    problems += [f"stage {s.name!r} uses unknown handle {s.uses!r}" for s in stages if s.uses not in HANDLES]
+    if problems:
+        raise ValueError(f"feedback.source {source.name!r}: " + "; ".join(problems))
+    return stages
