@@ -57,18 +57,21 @@ def train_dpo(base_model: str, pairs_dir: str | Path, out_dir: str | Path, *, pr
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
     processor = AutoProcessor.from_pretrained(base_model)
+    dataset = load_pairs(pairs_dir)
+    train_rows, per_step, collator = dataset, batch_size, None
+    if loss != "sigmoid":
+        train_rows = grouped_pairs(dataset)
+        if loss == "infonce" and set(dataset["chosen_rank"]) != {0}:
+            raise ValueError(f"pairs table in {pairs_dir}: loss=infonce needs chosen_rank 0 on every row "
+                             "(one chosen against k rejected per group)")
+        per_step = max(1, batch_size // max(len(rows) for rows in train_rows["rows"]))
+        collator = GroupCollator(processor, dataset)
     model = AutoModelForImageTextToText.from_pretrained(base_model, dtype=torch.float32)
     peft_config = None
     if previous_adapter:
         model = PeftModel.from_pretrained(model, previous_adapter, is_trainable=True)
     else:
         peft_config = LoraConfig(r=lora_r, lora_alpha=lora_alpha, lora_dropout=0.0, target_modules=LORA_TARGETS)
-    dataset = load_pairs(pairs_dir)
-    train_rows, per_step, collator = dataset, batch_size, None
-    if loss != "sigmoid":
-        train_rows = grouped_pairs(dataset)
-        per_step = max(1, batch_size // max(len(rows) for rows in train_rows["rows"]))
-        collator = GroupCollator(processor, dataset)
     scratch = tempfile.mkdtemp(prefix="candor-dpo-")
     saving = bool(checkpoint_dir) and save_steps > 0
     args = DPOConfig(output_dir=str(checkpoint_dir) if saving else scratch, per_device_train_batch_size=per_step,

@@ -85,6 +85,15 @@ def test_unknown_loss_is_rejected_before_any_work(tmp_path):
         train_dpo("no-model", tmp_path, tmp_path, previous_adapter=None, epochs=1, batch_size=2, loss="kto", **TRAIN)
 
 
+def test_infonce_refuses_groups_whose_chosen_is_not_the_best(small_zoo, tmp_path):
+    from engine.training import train_dpo
+
+    write_pairs(tmp_path / "pairs", "mdpo", prompts=1)  # MDPO rows: chosen ranks 0, 1 and 2
+    with pytest.raises(ValueError, match="loss=infonce needs chosen_rank 0"):
+        train_dpo(str(small_zoo["policy"]), tmp_path / "pairs", tmp_path / "out", previous_adapter=None, epochs=1,
+                  batch_size=6, loss="infonce", **TRAIN)
+
+
 @pytest.mark.parametrize("loss, kind", [("sigmoid", "pairs"), ("mdpo", "mdpo"), ("infonce", "infonce")])
 def test_each_loss_trains_and_reports_rewards(small_zoo, tmp_path, loss, kind):
     from engine.training import train_dpo
@@ -121,13 +130,18 @@ training.train_dpo(**json.loads(sys.argv[1]))
 """
 
 
-@pytest.mark.parametrize("loss, kind", [("sigmoid", "pairs"), ("mdpo", "mdpo")])
-def test_killed_trainer_resumes_from_its_last_checkpoint(small_zoo, tmp_path, loss, kind):
+@pytest.mark.parametrize("loss, kind, previous", [("sigmoid", "pairs", False), ("mdpo", "mdpo", True)])
+def test_killed_trainer_resumes_from_its_last_checkpoint(small_zoo, tmp_path, loss, kind, previous):
+    """Round 1 (a fresh adapter, initial reference) and a later round (the previous adapter trained on against
+    itself as reference, TRL's "ref" copy) both resume to the uninterrupted result."""
     from engine.training import last_checkpoint, train_dpo
 
     write_pairs(tmp_path / "pairs", kind, prompts=6 if kind == "mdpo" else 12)
     call = dict(base_model=str(small_zoo["policy"]), pairs_dir=str(tmp_path / "pairs"), previous_adapter=None,
                 epochs=2, batch_size=6 if kind == "mdpo" else 2, loss=loss, **TRAIN)  # 12 steps
+    if previous:
+        train_dpo(out_dir=tmp_path / "previous", **{**call, "epochs": 1})
+        call.update(previous_adapter=str(tmp_path / "previous"), reference="previous")
     checkpoints = tmp_path / "checkpoints"
     child = subprocess.run([sys.executable, "-c", KILLED_CHILD,
                             json.dumps({**call, "out_dir": str(tmp_path / "killed"), "checkpoint_dir": str(checkpoints),
