@@ -57,6 +57,9 @@ class RunStore:
         return json.loads((self.stage_dir(round_index, stage) / "_SUCCESS").read_text())
 
     def mark_done(self, round_index: int, stage: str, info: dict) -> None:
+        """Finishes a stage: its line in metrics.jsonl first, then ``_SUCCESS``. In this order a crash between
+        the two leaves an unfinished stage (redone, its line rewritten), never a finished one without a line."""
+        self.append_metrics({"round": round_index, "stage": stage, **info})
         faults.point(f"done:{stage}", round_index)
         atomic_write(self.stage_dir(round_index, stage) / "_SUCCESS", json.dumps(info, indent=1).encode())
 
