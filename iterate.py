@@ -3,9 +3,11 @@
     python iterate.py --config configs/shapes-rlaifv.yaml [--run-dir DIR] [--force] [key=value ...]
     python iterate.py --config ... --run-dir NEW --resume-from N --from-run OLD
 
-Each round samples answers with vLLM, splits them into claims, has a labeler check every claim, builds
-preference pairs and trains the next policy with DPO (engine/rounds.py reads like that recipe). Running
-the same command again on an existing run directory resumes it where it stopped.
+Each round builds preference pairs with the configured source and trains the next policy on them
+(engine/rounds.py reads like that recipe). The default source, RLAIF-V, samples answers with vLLM, splits
+them into claims, has a labeler check every claim and pairs answers by score; ``feedback.source`` picks
+SeVa, BPO, AMP or a plug-in instead (feedback/sources.py). Running the same command again on an existing
+run directory resumes it where it stopped.
 """
 from __future__ import annotations
 

@@ -19,8 +19,8 @@ TINY = ["model.zoo=small", "sampling.prompts_per_round=16", "sampling.n=4", "sam
 ENV = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "VLLM_LOGGING_LEVEL": "ERROR"}
 
 
-def iterate(run_dir, *overrides, extra=(), check=True):
-    cmd = [sys.executable, str(ROOT / "iterate.py"), "--config", str(ROOT / "configs/shapes-rlaifv.yaml"),
+def iterate(run_dir, *overrides, extra=(), check=True, config="configs/shapes-rlaifv.yaml"):
+    cmd = [sys.executable, str(ROOT / "iterate.py"), "--config", str(ROOT / config),
            "--run-dir", str(run_dir), *extra, *TINY, *overrides]
     result = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=900)
     if check:

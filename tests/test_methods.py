@@ -192,3 +192,87 @@ def test_amp_reranks_by_claim_checks_and_groups_all_pairs():
     assert [(r["chosen"][0]["content"][0]["text"], r["rejected"][0]["content"][0]["text"], r["chosen_rank"],
              r["rejected_rank"]) for r in pairs] == [("b", "a", 0, 1), ("b", "c", 0, 2), ("a", "c", 1, 2)]
     assert {r["group"] for r in pairs} == {p["id"]} and {r["source"] for r in pairs} == {"amp"}
+
+
+# ---- end to end on the small zoo ----------------------------------------------------------------------
+SMALL_RUN = ["sampling.prompts_per_round=8", "sampling.shard_size=4", "eval.n=10", "run.rounds=1"]
+
+
+def run_method(run_dir, method, *overrides, check=True):
+    return iterate(run_dir, *SMALL_RUN, *overrides, config=f"configs/shapes-{method}.yaml", check=check)
+
+
+def assert_round_trained(run_dir, k, source, stages):
+    from engine.store import RunStore
+    from engine.training import load_pairs
+
+    store = RunStore(run_dir)
+    for stage in ("prompts", *stages, "pairs", "train", "eval"):
+        assert store.is_done(k, stage), stage
+    pairs = load_pairs(run_dir / f"rounds/{k:03d}/pairs")
+    assert len(pairs) == store.done_info(k, "train")["pairs"] > 0
+    assert set(pairs["source"]) == {source}
+    assert (run_dir / f"rounds/{k:03d}/policy/adapter_model.safetensors").exists()
+    return store
+
+
+@pytest.fixture(scope="module")
+def seva_run(small_zoo, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("methods") / "seva"
+    run_method(run_dir, "seva", "feedback.seva_k=2", "feedback.seva_noise_step=800")
+    return run_dir
+
+
+def test_seva_round_end_to_end(seva_run):
+    store = assert_round_trained(seva_run, 1, "seva", ["sample"])
+    assert len(store.read(1, "sample")) == 8 * 3
+    info = store.done_info(1, "pairs")
+    assert info["rows"] + info["identical_dropped"] + info["repeats_dropped"] == 8 * 2
+
+
+def test_seva_resumes_after_sigkill_to_identical_pairs(seva_run, tmp_path):
+    run_dir = tmp_path / "killed"
+    cmd = [sys.executable, str(ROOT / "iterate.py"), "--config", str(ROOT / "configs/shapes-seva.yaml"),
+           "--run-dir", str(run_dir), *TINY, *SMALL_RUN, "feedback.seva_k=2", "feedback.seva_noise_step=800",
+           "sampling.shard_size=2"]  # 4 shards: the kill lands mid-stage, and the pairs may not depend on sharding
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    first_shard = run_dir / "rounds/001/sample/part-00000.parquet"
+    deadline = time.time() + 600
+    while not first_shard.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    assert first_shard.exists(), "the run never reached the sample stage"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (run_dir / "rounds/001/sample/_SUCCESS").exists()
+    run_method(run_dir, "seva", "feedback.seva_k=2", "feedback.seva_noise_step=800", "sampling.shard_size=2")
+    from engine.store import RunStore
+
+    info = RunStore(run_dir).done_info(1, "sample")
+    assert info["shards_run"] < info["shards"]
+    assert pairs_of(run_dir) == pairs_of(seva_run)
+
+
+def test_bpo_round_end_to_end(small_zoo, tmp_path):
+    run_dir = tmp_path / "bpo"
+    run_method(run_dir, "bpo")
+    store = assert_round_trained(run_dir, 1, "bpo", ["sample", "inject"])
+    prompts = {p["id"]: p for p in store.read(1, "prompts")}
+    for pair in store.read(1, "pairs"):
+        assert pair["chosen"][0]["content"][0]["text"] == prompts[pair["prompt_id"]]["reference"]
+    assert {r["kind"] for r in store.read(1, "sample")} == {"weakened"}
+
+
+def test_amp_rounds_end_to_end_with_mdpo(small_zoo, tmp_path):
+    run_dir = tmp_path / "amp"
+    run_method(run_dir, "amp", "run.rounds=2", "feedback.amp_levels=3", "feedback.labeler=oracle")
+    assert_round_trained(run_dir, 1, "amp", ["sample", "split", "verify"])
+    store = assert_round_trained(run_dir, 2, "amp", ["sample", "split", "verify"])
+    levels = sorted({(r["sample"], r["level"]) for r in store.read(2, "sample")})
+    assert levels == [(0, "round 1"), (1, "round 0"), (2, "round 1 at T=0.7")]
+    groups = {}
+    for pair in store.read(2, "pairs"):
+        groups.setdefault(pair["group"], set()).add((pair["chosen_rank"], pair["rejected_rank"]))
+    for ranks in groups.values():  # every group holds all pairs of its ranked answers
+        size = max(j for _, j in ranks) + 1
+        assert ranks == {(i, j) for i in range(size) for j in range(i + 1, size)}
