@@ -26,7 +26,7 @@ from engine.losses import LOSSES, candor_loss
 
 # The language model's projections, under transformers 5's LLaVA module names.
 LORA_TARGETS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
-STATE_FILE = "candor_state.safetensors"  # optimizer, scheduler and RNG state of one checkpoint
+STATE_FILE = "candor_state-{rank}.safetensors"  # one worker's optimizer, scheduler and RNG state in a checkpoint
 PAIR_COLUMNS = ("images", "prompt", "chosen", "rejected")
 
 
@@ -41,14 +41,23 @@ def load_pairs(pairs_dir: str | Path):
 def train_dpo(base_model: str, pairs_dir: str | Path, out_dir: str | Path, *, previous_adapter: str | None,
               reference: str, beta: float, lr: float, epochs: int, batch_size: int, lora_r: int, lora_alpha: int,
               threads: int, seed: int, use_cpu: bool = True, loss: str = "sigmoid",
-              checkpoint_dir: str | Path | None = None, save_steps: int = 0) -> dict:
+              checkpoint_dir: str | Path | None = None, save_steps: int = 0, rank: int = 0, world_size: int = 1,
+              master: str = "127.0.0.1:29500") -> dict:
     """Trains one round's adapter and saves it (safetensors) to ``out_dir``; returns the round's DPO figures.
 
     ``batch_size`` counts pair rows; the grouped losses put as many whole groups in a step as fit in it (at
     least one). ``out_dir/candor_train.json`` holds the figures plus TRL's per-step ``log_history``.
+
+    Data parallel: ``world_size`` processes (e.g. a group of trainer actors) each call this with their
+    ``rank`` and the same ``master`` ("host:port" that rank 0 can listen on); they join one torch.distributed
+    group (gloo on CPU, NCCL on GPUs) and each trains on 1/world_size of every step's batches, so the
+    global batch is ``world_size * batch_size`` rows (or groups' worth). Rank 0 writes ``out_dir``. A
+    process joins at most one group in its life (accelerate keeps its state per process).
     """
     if loss not in LOSSES:
         raise ValueError(f"loss={loss!r}: expected one of {', '.join(LOSSES)}")
+    if world_size > 1:
+        _join_group(rank, world_size, master, use_cpu)
     import torch
     from peft import LoraConfig, PeftModel
     from transformers import AutoModelForImageTextToText, AutoProcessor
@@ -84,11 +93,8 @@ def train_dpo(base_model: str, pairs_dir: str | Path, out_dir: str | Path, *, pr
                                data_collator=collator, processing_class=processor, peft_config=peft_config)
     if reference == "initial" and "ref" in trainer.model.peft_config:
         trainer.model.delete_adapter("ref")  # with no "ref" adapter TRL disables adapters: the initial policy
-    resume = last_checkpoint(checkpoint_dir) if checkpoint_dir else None
+    resume = last_checkpoint(checkpoint_dir, world_size) if checkpoint_dir else None
     trainer.train(resume_from_checkpoint=resume)
-    out_dir = Path(out_dir)
-    trainer.model.save_pretrained(out_dir, selected_adapters=["default"], safe_serialization=True)
-    processor.save_pretrained(out_dir)
     shutil.rmtree(scratch, ignore_errors=True)
     steps = [h for h in trainer.state.log_history if "loss" in h]
     last_epoch = [h for h in steps if h.get("epoch", 0) > epochs - 1] or steps
@@ -101,13 +107,18 @@ def train_dpo(base_model: str, pairs_dir: str | Path, out_dir: str | Path, *, pr
         "reward_margin": _mean(last_epoch, "rewards/margins"),
         "resumed_from_step": int(Path(resume).name.split("-")[1]) if resume else 0,
     }
-    (out_dir / "candor_train.json").write_text(json.dumps({**figures, "loss": loss,
-                                                           "log_history": trainer.state.log_history}, indent=1))
+    if trainer.accelerator.is_main_process:
+        out_dir = Path(out_dir)
+        trainer.model.save_pretrained(out_dir, selected_adapters=["default"], safe_serialization=True)
+        processor.save_pretrained(out_dir)
+        (out_dir / "candor_train.json").write_text(json.dumps({**figures, "loss": loss, "world_size": world_size,
+                                                               "log_history": trainer.state.log_history}, indent=1))
     return figures
 
 
-def last_checkpoint(checkpoint_dir: str | Path) -> str | None:
-    """The newest complete ``checkpoint-N`` under ``checkpoint_dir`` (one a kill left half-written is skipped)."""
+def last_checkpoint(checkpoint_dir: str | Path, world_size: int = 1) -> str | None:
+    """The newest complete ``checkpoint-N`` under ``checkpoint_dir`` (one a kill left half-written is skipped):
+    its trainer state, adapter and every worker's optimizer/RNG state are all there."""
     complete = []
     for path in Path(checkpoint_dir).glob("checkpoint-*"):
         try:
@@ -115,7 +126,8 @@ def last_checkpoint(checkpoint_dir: str | Path) -> str | None:
             json.loads((path / "trainer_state.json").read_text())  # written last: present and whole = complete
         except (ValueError, OSError):
             continue
-        if (path / STATE_FILE).exists() and (path / "adapter_model.safetensors").exists():
+        states = [path / STATE_FILE.format(rank=r) for r in range(world_size)]
+        if all(p.exists() for p in states) and (path / "adapter_model.safetensors").exists():
             complete.append((step, str(path)))
     return max(complete)[1] if complete else None
 
@@ -204,19 +216,22 @@ def _trainer_class():
             tensors: dict = {}
             skeleton = _split_tensors(state, tensors)
             Path(output_dir).mkdir(parents=True, exist_ok=True)
-            save_file(tensors, str(Path(output_dir) / STATE_FILE), metadata={"skeleton": json.dumps(skeleton)})
+            save_file(tensors, str(self._state_file(output_dir)), metadata={"skeleton": json.dumps(skeleton)})
+
+        def _state_file(self, checkpoint) -> Path:
+            return Path(checkpoint) / STATE_FILE.format(rank=self.args.process_index)
 
         def _load_optimizer_and_scheduler(self, checkpoint):
             if checkpoint is None:
                 return
-            state = read_state(Path(checkpoint) / STATE_FILE)
+            state = read_state(self._state_file(checkpoint))
             self.optimizer.load_state_dict(state["optimizer"])
             self.lr_scheduler.load_state_dict(state["scheduler"])
 
         def _load_rng_state(self, checkpoint):
             if checkpoint is None:
                 return
-            rng = read_state(Path(checkpoint) / STATE_FILE)["rng"]
+            rng = read_state(self._state_file(checkpoint))["rng"]
             random.setstate(rng["python"])
             np.random.set_state(rng["numpy"])
             torch.random.set_rng_state(rng["cpu"])
@@ -229,6 +244,19 @@ def _trainer_class():
         return _join_tensors(skeleton, load_file(str(path)))
 
     return CandorDPOTrainer
+
+
+def _join_group(rank: int, world_size: int, master: str, use_cpu: bool) -> None:
+    """The environment accelerate reads to start torch.distributed (env:// rendezvous at ``master``)."""
+    import os
+
+    import torch
+
+    host, port = master.rsplit(":", 1)
+    # Under Ray each GPU actor sees only its own GPU (cuda:0); a plain multi-GPU launch sees them all.
+    gpus = 0 if use_cpu else torch.cuda.device_count()
+    os.environ.update(MASTER_ADDR=host, MASTER_PORT=port, RANK=str(rank), WORLD_SIZE=str(world_size),
+                      LOCAL_RANK=str(rank % gpus if gpus else rank))
 
 
 def summed_logps(model, inputs):

@@ -150,7 +150,7 @@ def test_killed_trainer_resumes_from_its_last_checkpoint(small_zoo, tmp_path, lo
     assert child.returncode == -9, child.stderr[-2000:]
     assert Path(last_checkpoint(checkpoints)).name == "checkpoint-6"
     names = {p.name for p in (checkpoints / "checkpoint-6").iterdir()}
-    assert {"adapter_model.safetensors", "candor_state.safetensors", "trainer_state.json"} <= names
+    assert {"adapter_model.safetensors", "candor_state-0.safetensors", "trainer_state.json"} <= names
     assert not [name for name in names if name.endswith((".pt", ".pth", ".bin", ".pkl"))]  # no pickles
 
     resumed = train_dpo(out_dir=tmp_path / "resumed", checkpoint_dir=checkpoints, save_steps=3, **call)
@@ -163,3 +163,42 @@ def test_killed_trainer_resumes_from_its_last_checkpoint(small_zoo, tmp_path, lo
                                                                          rel=1e-5, abs=1e-6)
     a, b = adapter_weights(tmp_path / "resumed"), adapter_weights(tmp_path / "whole")
     assert a.keys() == b.keys() and all(a[k].allclose(b[k], rtol=1e-5, atol=1e-6) for k in a)
+
+
+RANK_CHILD = "import json, sys; from engine.training import train_dpo; train_dpo(**json.loads(sys.argv[1]))"
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("loss, kind, batch", [("sigmoid", "pairs", 2), ("mdpo", "mdpo", 6)])
+def test_two_data_parallel_workers_follow_one_worker_with_the_doubled_batch(small_zoo, tmp_path, loss, kind, batch):
+    """Two gloo workers with batch b each take the same steps as one worker with batch 2b: same losses, same
+    adapter (DDP averages the two halves' gradients; each worker gets every other b-row slice of the order)."""
+    from engine.training import train_dpo
+
+    write_pairs(tmp_path / "pairs", kind, prompts=8 if kind == "pairs" else 4)
+    call = dict(base_model=str(small_zoo["policy"]), pairs_dir=str(tmp_path / "pairs"), previous_adapter=None,
+                epochs=2, loss=loss, **TRAIN)
+    master = f"127.0.0.1:{free_port()}"
+    workers = [subprocess.Popen([sys.executable, "-c", RANK_CHILD, json.dumps(
+                   {**call, "out_dir": str(tmp_path / "two"), "batch_size": batch, "rank": rank, "world_size": 2,
+                    "master": master})], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for rank in (0, 1)]
+    for worker in workers:
+        _, err = worker.communicate(timeout=600)
+        assert worker.returncode == 0, err[-3000:]
+    one = train_dpo(out_dir=tmp_path / "one", batch_size=2 * batch, **call)
+    two = json.loads((tmp_path / "two/candor_train.json").read_text())
+    assert two["world_size"] == 2 and two["steps"] == one["steps"] == 4
+    two_losses = [r["loss"] for r in two["log_history"] if "loss" in r]
+    one_losses = [r["loss"] for r in json.loads((tmp_path / "one/candor_train.json").read_text())["log_history"]
+                  if "loss" in r]
+    assert two_losses == pytest.approx(one_losses, rel=1e-4, abs=1e-5)
+    a, b = adapter_weights(tmp_path / "two"), adapter_weights(tmp_path / "one")
+    assert a.keys() == b.keys() and all(a[k].allclose(b[k], rtol=1e-3, atol=1e-4) for k in a)  # Adam: tiny noise, lr-sized steps
