@@ -75,7 +75,9 @@ def command(run_dir: Path, extra: list[str] = ()) -> list[str]:
 
 def environment(fault: str = "") -> dict:
     env = {k: v for k, v in os.environ.items() if k != "CANDOR_FAULT"}
-    env.update(RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0", VLLM_LOGGING_LEVEL="ERROR")
+    # PYTHONPATH: Ray's workers import this checkout's modules too, whatever the venv has installed.
+    env.update(RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0", VLLM_LOGGING_LEVEL="ERROR",
+               PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p))
     if fault:
         env["CANDOR_FAULT"] = fault
     return env
