@@ -76,9 +76,17 @@ def resolve_models(cfg: Config) -> tuple[str, str]:
 
 
 def model_resolver(policy: str):
-    """What a model named by a stage (splitter, injector, AMP's models) loads: ``zoo`` is the zoo policy;
-    paths and hub ids pass as they are."""
-    return lambda name: policy if name == "zoo" else name
+    """What a model named by a stage (splitter, injector, AMP's models) loads: ``zoo`` is the zoo policy,
+    ``smollm2`` the small text LLM engine/zoo.py unpacks; paths and hub ids pass as they are."""
+    def resolve(name: str) -> str:
+        if name == "zoo":
+            return policy
+        if name == "smollm2":
+            from engine.zoo import smollm2_model
+
+            return str(smollm2_model())
+        return name
+    return resolve
 
 
 def summary_table(store: RunStore, rounds: int) -> str:
