@@ -1,0 +1,57 @@
+"""The run report and TensorBoard scalars, made from a small run directory's files."""
+import json
+
+import pytest
+
+from evaluation.report import best_round, read_rounds, write_report, write_tensorboard
+
+
+def test_report_has_plots_tables_examples_and_names_the_best_round(tiny_run):
+    report = write_report(tiny_run)
+    text = report.read_text()
+    assert report == tiny_run / "report.md"
+    assert "**Best round: 1** by chair_i = 0.2 (lower is better)" in text
+    for plot in ("hallucination", "pairs", "dpo", "times"):
+        assert (tiny_run / "report" / f"{plot}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"(report/{plot}.png)" in text
+    assert "| 1 ★ | 40.0% | 20.0% | 81.0% | 0.500 | 4 | 4 | 2.00 | 0.690 → 0.540 | 0.75 |" in text
+    assert "## Example pairs of round 1" in text
+    assert "    * ✓ There is a " in text and "    * ✗ There is a green diamond. (p_yes 0.20)" in text
+    # held-out answers before/after, with round 0's hallucinated object named
+    assert "## Held-out answers: round 0 and round 1" in text and "[blue circle]" in text
+
+
+def test_best_round_follows_the_metric_and_its_direction(tiny_run):
+    rounds = read_rounds(tiny_run)
+    assert best_round(rounds, "chair_i") == 1
+    assert best_round(rounds, "recall") == 1
+    assert best_round(rounds, "recall", lower_is_better=True) == 0
+    assert best_round(rounds, "pope_f1") == 0  # a tie goes to the earliest round
+    with pytest.raises(ValueError, match="'chair_x'.*known: chair_i"):
+        best_round(rounds, "chair_x")
+
+
+def test_report_without_a_dpo_log_plots_per_round_figures(tiny_run):
+    train_json = tiny_run / "rounds/001/policy/candor_train.json"
+    train_json.write_text(json.dumps({k: v for k, v in json.loads(train_json.read_text()).items() if k != "log_history"}))
+    text = write_report(tiny_run, metric="recall").read_text()
+    assert "by recall = 0.81 (higher is better)" in text and (tiny_run / "report/dpo.png").exists()
+
+
+def test_report_of_a_folder_that_is_no_run_is_refused(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not a run directory"):
+        write_report(tmp_path)
+
+
+def test_tensorboard_scalars_per_round_and_per_dpo_step_written_once(tiny_run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    folder = write_tensorboard(tiny_run)
+    write_tensorboard(tiny_run)  # a second call after the same round adds nothing
+    assert sorted(p.name for p in folder.glob("round-*.done")) == ["round-000.done", "round-001.done"]
+    events = EventAccumulator(str(folder))
+    events.Reload()
+    assert [(e.step, e.value) for e in events.Scalars("eval/chair_i")] == [(0, pytest.approx(0.3)), (1, pytest.approx(0.2))]
+    assert [e.step for e in events.Scalars("dpo/loss")] == [1, 2, 3, 4]
+    assert [e.value for e in events.Scalars("pairs/count")] == [4]
+    assert events.Scalars("seconds/train")[0].value == 20.0
