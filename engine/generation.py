@@ -27,7 +27,8 @@ class Adapter:
 
 
 class VLLMEngine:
-    """One vLLM engine for one base VLM, answering image+question prompts in its chat format."""
+    """One vLLM engine for one base model: a VLM answering image+question prompts in its chat format, or a
+    text-only instruct LLM, which serves ``complete`` only."""
 
     def __init__(self, model: str, *, dtype: str = "float32", max_model_len: int = 512, seed: int = 0,
                  enable_lora: bool = False, max_lora_rank: int = 16, tensor_parallel_size: int = 1,
@@ -37,20 +38,28 @@ class VLLMEngine:
         if cpu:
             for key, value in CPU_ENV.items():
                 os.environ.setdefault(key, value)
-        from transformers import AutoProcessor
+        from transformers import AutoConfig, AutoProcessor, AutoTokenizer
         from vllm import LLM
 
-        self.processor = AutoProcessor.from_pretrained(model, trust_remote_code=trust_remote_code)
+        # A text-only LLM (the splitter, error injection) has no vision config, no processor and no image limit.
+        self.multimodal = hasattr(AutoConfig.from_pretrained(model, trust_remote_code=trust_remote_code), "vision_config")
+        if self.multimodal:
+            self.processor = AutoProcessor.from_pretrained(model, trust_remote_code=trust_remote_code)
+            self.tokenizer = self.processor.tokenizer
+        else:
+            self.processor = None
+            self.tokenizer = AutoTokenizer.from_pretrained(model, trust_remote_code=trust_remote_code)
         extra = {"distributed_executor_backend": "uni"} if cpu else {}
+        if self.multimodal:
+            extra["limit_mm_per_prompt"] = {"image": 1}
         self.llm = LLM(model=model, dtype=dtype, max_model_len=max_model_len, seed=seed, enable_lora=enable_lora,
                        max_lora_rank=max_lora_rank, tensor_parallel_size=tensor_parallel_size,
                        gpu_memory_utilization=gpu_memory_utilization, enable_prefix_caching=enable_prefix_caching,
                        trust_remote_code=trust_remote_code, max_logprobs=max_logprobs,
                        enforce_eager=enforce_eager, max_num_batched_tokens=max_num_batched_tokens,
-                       limit_mm_per_prompt={"image": 1}, **extra)
-        tokenizer = self.processor.tokenizer
-        self._yes_ids = _single_token_ids(tokenizer, YES_WORDS)
-        self._no_ids = _single_token_ids(tokenizer, NO_WORDS)
+                       **extra)
+        self._yes_ids = _single_token_ids(self.tokenizer, YES_WORDS)
+        self._no_ids = _single_token_ids(self.tokenizer, NO_WORDS)
         self.max_logprobs = max_logprobs
 
     def prompt(self, question: str) -> str:
@@ -85,8 +94,12 @@ class VLLMEngine:
         """Greedy chat completions of text-only prompts (the LLM splitter and error injection)."""
         from vllm import SamplingParams
 
-        texts = [self.processor.apply_chat_template([{"role": "user", "content": [{"type": "text", "text": p}]}],
-                                                    add_generation_prompt=True, tokenize=False) for p in prompts]
+        if self.multimodal:
+            texts = [self.processor.apply_chat_template([{"role": "user", "content": [{"type": "text", "text": p}]}],
+                                                        add_generation_prompt=True, tokenize=False) for p in prompts]
+        else:
+            texts = [self.tokenizer.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True,
+                                                        tokenize=False) for p in prompts]
         outputs = self.llm.generate(texts, SamplingParams(max_tokens=max_tokens, temperature=0.0), use_tqdm=False)
         return [out.outputs[0].text.strip() for out in outputs]
 
@@ -115,15 +128,15 @@ class VLLMEngine:
         """
         from vllm import SamplingParams
 
-        eos = self.processor.tokenizer.eos_token or ""
+        eos = self.tokenizer.eos_token or ""
         suffixes = [f" {a}{eos}" for a in answers]
         params = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0)
         outputs = self.llm.generate(self._requests(items, suffixes), params, lora_request=self._lora(adapter),
                                     use_tqdm=False)
         result = []
         for (image, q), suffix, out in zip(items, suffixes, outputs):
-            n_prompt = len(self.processor.tokenizer(self.prompt(q), add_special_tokens=False)["input_ids"])
-            n_answer = len(self.processor.tokenizer(self.prompt(q) + suffix, add_special_tokens=False)["input_ids"]) - n_prompt
+            n_prompt = len(self.tokenizer(self.prompt(q), add_special_tokens=False)["input_ids"])
+            n_answer = len(self.tokenizer(self.prompt(q) + suffix, add_special_tokens=False)["input_ids"]) - n_prompt
             ids, logprobs = out.prompt_token_ids, out.prompt_logprobs
             result.append([logprobs[i][ids[i]].logprob for i in range(len(ids) - n_answer, len(ids))])
         return result
