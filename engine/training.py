@@ -57,7 +57,7 @@ def train_dpo(base_model: str, pairs_dir: str | Path, out_dir: str | Path, *, pr
     if loss not in LOSSES:
         raise ValueError(f"loss={loss!r}: expected one of {', '.join(LOSSES)}")
     if world_size > 1:
-        _join_group(rank, world_size, master, use_cpu)
+        _join_group(rank, world_size, master, use_cpu, threads)
     import torch
     from peft import LoraConfig, PeftModel
     from transformers import AutoModelForImageTextToText, AutoProcessor
@@ -88,7 +88,8 @@ def train_dpo(base_model: str, pairs_dir: str | Path, out_dir: str | Path, *, pr
                      bf16=False, use_cpu=use_cpu, gradient_checkpointing=False, report_to=[],
                      save_strategy="steps" if saving else "no", save_steps=max(1, save_steps), save_total_limit=1,
                      remove_unused_columns=loss == "sigmoid", logging_steps=1, seed=seed, data_seed=seed,
-                     dataloader_num_workers=0, lr_scheduler_type="constant", warmup_steps=0)
+                     dataloader_num_workers=0, lr_scheduler_type="constant", warmup_steps=0,
+                     ddp_find_unused_parameters=False)
     trainer = _trainer_class()(candor_loss_name=loss, model=model, args=args, train_dataset=train_rows,
                                data_collator=collator, processing_class=processor, peft_config=peft_config)
     if reference == "initial" and "ref" in trainer.model.peft_config:
@@ -246,7 +247,7 @@ def _trainer_class():
     return CandorDPOTrainer
 
 
-def _join_group(rank: int, world_size: int, master: str, use_cpu: bool) -> None:
+def _join_group(rank: int, world_size: int, master: str, use_cpu: bool, threads: int) -> None:
     """The environment accelerate reads to start torch.distributed (env:// rendezvous at ``master``)."""
     import os
 
@@ -255,8 +256,9 @@ def _join_group(rank: int, world_size: int, master: str, use_cpu: bool) -> None:
     host, port = master.rsplit(":", 1)
     # Under Ray each GPU actor sees only its own GPU (cuda:0); a plain multi-GPU launch sees them all.
     gpus = 0 if use_cpu else torch.cuda.device_count()
+    # OMP_NUM_THREADS set keeps accelerate from raising torch's threads to all cores in every CPU worker.
     os.environ.update(MASTER_ADDR=host, MASTER_PORT=port, RANK=str(rank), WORLD_SIZE=str(world_size),
-                      LOCAL_RANK=str(rank % gpus if gpus else rank))
+                      LOCAL_RANK=str(rank % gpus if gpus else rank), OMP_NUM_THREADS=str(threads))
 
 
 def summed_logps(model, inputs):
