@@ -51,8 +51,10 @@ def _swap_attribute(text: str, rng: random.Random, attribute: str) -> str | None
     m = rng.choice(mentions)
     named = {f"{x['color']} {x['shape']}" for x in _OBJECT.finditer(text)}
     values = {"color": COLORS, "shape": SHAPES, "size": SIZES}[attribute]
-    options = [v for v in values if v != m[attribute] and (attribute == "size" or
-               f"{v if attribute == 'color' else m['color']} {v if attribute == 'shape' else m['shape']}" not in named)]
+
+    def renamed(value: str) -> str:  # the object's name after the change
+        return f"{value} {m['shape']}" if attribute == "color" else f"{m['color']} {value}"
+    options = [v for v in values if v != m[attribute] and (attribute == "size" or renamed(v) not in named)]
     return _replace(text, m.start(attribute), m.end(attribute), rng.choice(options)) if options else None
 
 
