@@ -38,7 +38,7 @@ def _rows(folder: Path, columns: list[str] | None = None) -> list[dict]:
     return rows
 
 
-def _text(message) -> str:
+def message_text(message) -> str:
     """The text of a TRL chat message list (a completion), or a plain string as is."""
     if isinstance(message, str):
         return message
@@ -203,8 +203,9 @@ def _plot_times(rounds, out: Path) -> bool:
 
 
 # ---- examples -----------------------------------------------------------------------------------------------
-def claim_marks(run_dir: Path, k: int) -> dict[tuple[str, str], list[tuple[str, bool, float]]]:
-    """(prompt id, answer) -> [(claim, accepted, p_yes)] of round k's verify and split tables.
+def claim_marks(run_dir: Path, k: int) -> dict[tuple[str, str], list[dict]]:
+    """(prompt id, answer) -> its claims from round k's split and verify tables, each
+    ``{claim, question, negated, p_yes, accepted}``; empty when the round has no such tables.
 
     A claim is accepted when the labeler says yes (p_yes > 0.5) to a positive claim or no to a negated one.
     """
@@ -216,7 +217,8 @@ def claim_marks(run_dir: Path, k: int) -> dict[tuple[str, str], list[tuple[str, 
         if claims is None:
             continue
         marks[(row["prompt_id"], row["response"])] = [
-            (text, (p > 0.5) != negated, p) for text, negated, p in zip(claims["claims"], claims["negated"], row["p_yes"])]
+            {"claim": text, "question": question, "negated": negated, "p_yes": p, "accepted": (p > 0.5) != negated}
+            for text, question, negated, p in zip(claims["claims"], claims["questions"], claims["negated"], row["p_yes"])]
     return marks
 
 
@@ -230,13 +232,13 @@ def _example_pairs(run_dir: Path, rounds, count: int) -> list[str]:
                                                               "chosen_score", "rejected_score"])
     lines = [f"## Example pairs of round {k} (claims: ✓ accepted, ✗ rejected by the labeler)", ""]
     for pair in pairs[:count]:
-        lines.append(f"**{pair['prompt_id']}** — {_text(pair['prompt'])}")
+        lines.append(f"**{pair['prompt_id']}** — {message_text(pair['prompt'])}")
         lines.append("")
         for side in ("chosen", "rejected"):
-            answer = _text(pair[side])
+            answer = message_text(pair[side])
             lines.append(f"* {side} (score {pair[side + '_score']}): {answer}")
-            for text, accepted, p in marks.get((pair["prompt_id"], answer), []):
-                lines.append(f"    * {'✓' if accepted else '✗'} {text} (p_yes {p:.2f})")
+            for c in marks.get((pair["prompt_id"], answer), []):
+                lines.append(f"    * {'✓' if c['accepted'] else '✗'} {c['claim']} (p_yes {c['p_yes']:.2f})")
         lines.append("")
     return lines
 

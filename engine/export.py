@@ -1,0 +1,77 @@
+"""The run's preference data as one HF dataset: ``python -m engine.export RUN_DIR OUT_DIR``.
+
+Every round's pairs table goes into one ``datasets.Dataset`` saved with ``save_to_disk``. It keeps TRL's
+conversational DPO columns (``images``, ``prompt``, ``chosen``, ``rejected``), so ``DPOTrainer`` trains on
+``load_from_disk(OUT_DIR)`` unchanged, and Candor's columns: ``id``, ``prompt_id``, ``round``, ``source``,
+``group``, ranks, ``chosen_score`` / ``rejected_score``, and ``chosen_claims`` / ``rejected_claims``: each
+answer's claims as its round's split and verify tables saw them (empty where a source has no such tables).
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import yaml
+
+from evaluation.report import claim_marks, message_text
+
+CLAIM_FEATURE = {"claim": "string", "question": "string", "negated": "bool", "p_yes": "float64", "accepted": "bool"}
+
+
+def _round_dataset(run: Path, k: int, default_source: str):
+    from datasets import Dataset, Features, List, Value
+
+    pairs = run / "rounds" / f"{k:03d}" / "pairs"
+    files = sorted(str(p) for p in pairs.glob("part-*.parquet"))
+    dataset = Dataset.from_parquet(files, keep_in_memory=True)
+    if "source" not in dataset.column_names:  # pairs made before sources had names
+        dataset = dataset.add_column("source", [default_source] * len(dataset))
+    marks = claim_marks(run, k)
+    claim = List({name: Value(kind) for name, kind in CLAIM_FEATURE.items()})
+    features = Features({**dataset.features, "chosen_claims": claim, "rejected_claims": claim})
+
+    def add_claims(row):
+        return {f"{side}_claims": marks.get((row["prompt_id"], message_text(row[side])), [])
+                for side in ("chosen", "rejected")}
+
+    return dataset.map(add_claims, features=features, keep_in_memory=True)
+
+
+def export_preferences(run_dir: str | Path, out_dir: str | Path):
+    """Writes all finished rounds' pairs to ``out_dir`` (save_to_disk) and returns the dataset."""
+    from datasets import concatenate_datasets
+
+    run, out = Path(run_dir), Path(out_dir)
+    if not (run / "rounds").is_dir():
+        raise FileNotFoundError(f"{run}: not a run directory (no rounds/ folder)")
+    if out.exists() and any(out.iterdir()):
+        raise FileExistsError(f"{out}: exists and is not empty; export into a new folder")
+    config = yaml.safe_load((run / "config.yaml").read_text()) if (run / "config.yaml").exists() else {}
+    default_source = (config.get("feedback") or {}).get("source", "rlaifv")
+    rounds = sorted(int(p.parent.parent.name) for p in (run / "rounds").glob("[0-9][0-9][0-9]/pairs/_SUCCESS")
+                    if any(p.parent.glob("part-*.parquet")))
+    parts = [_round_dataset(run, k, default_source) for k in rounds]
+    parts = [p for p in parts if len(p)]
+    if not parts:
+        raise ValueError(f"{run}: no finished pairs stage with any pairs to export")
+    dataset = concatenate_datasets(parts)
+    dataset.save_to_disk(str(out))
+    return dataset
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2:
+        print("usage: python -m engine.export RUN_DIR OUT_DIR", file=sys.stderr)
+        return 2
+    try:
+        dataset = export_preferences(*argv)
+    except (FileNotFoundError, FileExistsError, ValueError) as e:
+        print(f"engine.export: {e}", file=sys.stderr)
+        return 1
+    rounds = sorted(set(dataset["round"]))
+    print(f"{len(dataset)} preference pairs from rounds {rounds} -> {argv[1]} (datasets.load_from_disk)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
