@@ -93,6 +93,14 @@ def _pyplot():
     return plt
 
 
+def _by_round(*axes) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    for ax in axes:
+        ax.set_xlabel("round")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
 def _plot_hallucination(rounds, out: Path) -> bool:
     evaluated = [r for r in rounds if r["eval"]]
     if not evaluated:
@@ -102,8 +110,8 @@ def _plot_hallucination(rounds, out: Path) -> bool:
     for ax, key in zip(axes, HEADLINE):
         ax.plot([r["round"] for r in evaluated], [r["eval"].get(key, float("nan")) for r in evaluated], "o-")
         ax.set_title(TITLES[key] + (" (lower is better)" if key in LOWER_IS_BETTER else ""))
-        ax.set_xlabel("round")
         ax.grid(alpha=0.3)
+    _by_round(*axes)
     fig.tight_layout()
     fig.savefig(out, dpi=90)
     plt.close(fig)
@@ -117,15 +125,15 @@ def _plot_pairs(rounds, out: Path) -> bool:
     plt = _pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.2))
     ks = [r["round"] for r in paired]
-    left.bar(ks, [r["pairs"] for r in paired], label="pairs")
-    left.set_title("pairs per round (yield = pairs / prompts in labels)")
+    left.bar(ks, [r["pairs"] for r in paired], width=0.6)
+    left.set_title("pairs (label: pairs per prompt)")
+    left.margins(y=0.15)
     for r in paired:
         if r["prompts"]:
             left.annotate(f"{r['pairs'] / r['prompts']:.2f}", (r["round"], r["pairs"]), ha="center", va="bottom")
     right.boxplot([r["margins"] or [0] for r in paired], positions=ks)
     right.set_title("score margin (chosen - rejected)")
-    for ax in (left, right):
-        ax.set_xlabel("round")
+    _by_round(left, right)
     fig.tight_layout()
     fig.savefig(out, dpi=90)
     plt.close(fig)
@@ -153,22 +161,22 @@ def _plot_dpo(rounds, out: Path) -> bool:
         x = [s["global_step"] for s in steps]
         left.plot(x, [s["loss"] for s in steps], lw=1)
         right.plot(x, [s.get("rewards/accuracies", float("nan")) for s in steps], lw=1)
-        for s in steps:
-            if s["global_step"] > 1 and s["global_step"] == min(t["global_step"] for t in steps if t["round"] == s["round"]):
+        for before, s in zip(steps, steps[1:]):
+            if s["round"] != before["round"]:
                 for ax in (left, right):
                     ax.axvline(s["global_step"] - 0.5, color="grey", ls=":", lw=0.8)
-        xlabel = "DPO step (dotted: new round)"
+        for ax in (left, right):
+            ax.set_xlabel("DPO step (dotted: a new round)")
     else:
         ks = [r["round"] for r in trained]
         left.plot(ks, [r["train"]["loss_first"] for r in trained], "o--", label="first step")
         left.plot(ks, [r["train"]["loss_last"] for r in trained], "o-", label="last step")
         left.legend()
         right.plot(ks, [r["train"].get("reward_accuracy") or float("nan") for r in trained], "o-")
-        xlabel = "round"
+        _by_round(left, right)
     left.set_title("DPO loss")
     right.set_title("reward accuracy")
     for ax in (left, right):
-        ax.set_xlabel(xlabel)
         ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(out, dpi=90)
@@ -194,7 +202,7 @@ def _plot_times(rounds, out: Path) -> bool:
         ax.bar([r["round"] for r in rounds], values, bottom=bottom, label=stage)
         bottom = [b + v for b, v in zip(bottom, values)]
     ax.set_title("stage wall time (s)")
-    ax.set_xlabel("round")
+    _by_round(ax)
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     fig.savefig(out, dpi=90)
