@@ -113,7 +113,25 @@ def test_each_loss_trains_and_reports_rewards(small_zoo, tmp_path, loss, kind):
     assert saved["loss"] == loss and len(losses) == figures["steps"] and losses[0] == figures["loss_first"]
 
 
-# The child trains with checkpoints every 3 steps and SIGKILLs itself after step 7, so step 7 is lost.
+def test_last_checkpoint_skips_one_a_kill_left_half_written(tmp_path):
+    from engine.training import last_checkpoint
+
+    for step, state in ((4, "{}"), (8, '{"global_step": 8'), (12, None)):  # 8: cut mid-write; 12: no state yet
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        for name in ("adapter_model.safetensors", "candor_state-0.safetensors", "candor_state-1.safetensors"):
+            (folder / name).write_bytes(b"x")
+        if state is not None:
+            (folder / "trainer_state.json").write_text(state)
+    (tmp_path / "checkpoint-x").mkdir()
+    assert last_checkpoint(tmp_path) == str(tmp_path / "checkpoint-4")
+    (tmp_path / "checkpoint-4" / "candor_state-1.safetensors").unlink()  # worker 1 died before its state
+    assert last_checkpoint(tmp_path, world_size=2) is None
+    assert last_checkpoint(tmp_path / "missing") is None
+
+
+# The child trains with checkpoints and SIGKILLs itself when it has done argv[2] steps: steps since the last
+# checkpoint are lost.
 KILLED_CHILD = """
 import json, os, signal, sys
 import engine.training as training
@@ -121,7 +139,7 @@ make = training._trainer_class
 def dying_trainer():
     class Dying(make()):
         def training_step(self, *args, **kwargs):
-            if self.state.global_step == 7:
+            if self.state.global_step == int(sys.argv[2]):
                 os.kill(os.getpid(), signal.SIGKILL)
             return super().training_step(*args, **kwargs)
     return Dying
@@ -130,10 +148,14 @@ training.train_dpo(**json.loads(sys.argv[1]))
 """
 
 
-@pytest.mark.parametrize("loss, kind, previous", [("sigmoid", "pairs", False), ("mdpo", "mdpo", True)])
-def test_killed_trainer_resumes_from_its_last_checkpoint(small_zoo, tmp_path, loss, kind, previous):
+@pytest.mark.parametrize("loss, kind, previous, save_steps, killed_after", [
+    ("sigmoid", "pairs", False, 3, 7),  # resumes at step 6: an epoch boundary
+    ("mdpo", "mdpo", True, 4, 9),  # resumes at step 8: mid-epoch, the first 2 batches of epoch 2 are skipped
+])
+def test_killed_trainer_resumes_from_its_last_checkpoint(small_zoo, tmp_path, loss, kind, previous, save_steps,
+                                                         killed_after):
     """Round 1 (a fresh adapter, initial reference) and a later round (the previous adapter trained on against
-    itself as reference, TRL's "ref" copy) both resume to the uninterrupted result."""
+    itself as reference, TRL's "ref" copy) both resume to the uninterrupted result (6 steps an epoch)."""
     from engine.training import last_checkpoint, train_dpo
 
     write_pairs(tmp_path / "pairs", kind, prompts=6 if kind == "mdpo" else 12)
@@ -145,17 +167,18 @@ def test_killed_trainer_resumes_from_its_last_checkpoint(small_zoo, tmp_path, lo
     checkpoints = tmp_path / "checkpoints"
     child = subprocess.run([sys.executable, "-c", KILLED_CHILD,
                             json.dumps({**call, "out_dir": str(tmp_path / "killed"), "checkpoint_dir": str(checkpoints),
-                                        "save_steps": 3})],
+                                        "save_steps": save_steps}), str(killed_after)],
                            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True)
     assert child.returncode == -9, child.stderr[-2000:]
-    assert Path(last_checkpoint(checkpoints)).name == "checkpoint-6"
-    names = {p.name for p in (checkpoints / "checkpoint-6").iterdir()}
+    saved = killed_after // save_steps * save_steps
+    assert Path(last_checkpoint(checkpoints)).name == f"checkpoint-{saved}"
+    names = {p.name for p in (checkpoints / f"checkpoint-{saved}").iterdir()}
     assert {"adapter_model.safetensors", "candor_state-0.safetensors", "trainer_state.json"} <= names
     assert not [name for name in names if name.endswith((".pt", ".pth", ".bin", ".pkl"))]  # no pickles
 
-    resumed = train_dpo(out_dir=tmp_path / "resumed", checkpoint_dir=checkpoints, save_steps=3, **call)
+    resumed = train_dpo(out_dir=tmp_path / "resumed", checkpoint_dir=checkpoints, save_steps=save_steps, **call)
     uninterrupted = train_dpo(out_dir=tmp_path / "whole", **call)
-    assert resumed["resumed_from_step"] == 6 and uninterrupted["resumed_from_step"] == 0
+    assert resumed["resumed_from_step"] == saved and uninterrupted["resumed_from_step"] == 0
     history = json.loads((tmp_path / "resumed/candor_train.json").read_text())["log_history"]
     whole = json.loads((tmp_path / "whole/candor_train.json").read_text())["log_history"]
     assert [r["step"] for r in history if "loss" in r] == list(range(1, 13))
