@@ -41,7 +41,8 @@ class LabelerActor(_EngineHolder):
 
 @ray.remote
 class SplitterActor(_EngineHolder):
-    """An instruct LLM that lists an answer's facts and rewrites them as questions (feedback.splitter=llm)."""
+    """A text LLM for the stages that use ``text``: RLAIF-V's claim splitter (feedback.splitter=llm) and
+    BPO's error injection (feedback.injector=llm)."""
 
     def complete(self, prompts):
         return self.engine.complete(prompts)
