@@ -29,14 +29,16 @@ def finished(run_dir: Path, rounds: int) -> bool:
     return (run_dir / "rounds" / f"{rounds:03d}" / "eval" / "_SUCCESS").exists()
 
 
-def run_method(method: str, run_dir: Path, rounds: int, overrides: list[str]) -> None:
-    """One run through iterate.py (resuming it if it stopped), its output in RUN_DIR.log."""
+def run_method(method: str, run_dir: Path, rounds: int, overrides: list[str], start: Path | None = None) -> None:
+    """One run through iterate.py (resuming it if it stopped), its output in RUN_DIR.log. A new run branches
+    from ``start``'s round 0 when given: every method starts from the same policy, evaluated once."""
     if finished(run_dir, rounds):
         print(f"[compare] {run_dir.name}: finished, skipped", flush=True)
         return
     run_dir.parent.mkdir(parents=True, exist_ok=True)
+    branch = ["--resume-from", "0", "--from-run", str(start)] if start and not (run_dir / "config.yaml").exists() else []
     cmd = [sys.executable, str(ROOT / "iterate.py"), "--config", str(ROOT / f"configs/shapes-{method}.yaml"),
-           "--run-dir", str(run_dir), f"run.rounds={rounds}", *overrides]
+           "--run-dir", str(run_dir), *branch, f"run.rounds={rounds}", *overrides]
     print(f"[compare] {run_dir.name}: {' '.join(cmd[1:])}", flush=True)
     with open(run_dir.with_suffix(".log"), "a") as log:
         result = subprocess.run(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
@@ -96,7 +98,7 @@ def main(argv=None) -> int:
 
     results = {}
     for method in methods:
-        run_method(method, root / method, args.rounds, budget)
+        run_method(method, root / method, args.rounds, budget, start=root / methods[0] if method != methods[0] else None)
         results[method] = figures(root / method, args.rounds)
     report = [f"Same starting policy and budget: {args.rounds} round(s) x {args.prompts} prompts per method; "
               f"held-out n = {args.eval_n}; round 0 → round {args.rounds}; wall s = the rounds' stage seconds.\n",
@@ -107,7 +109,7 @@ def main(argv=None) -> int:
         for step in steps:
             # the comparison's SeVa run already is the sweep's point at the config's own step
             run_dir = root / "seva" if step == default_step and "seva" in methods else root / f"seva-step{step}"
-            run_method("seva", run_dir, args.rounds, [*budget, f"feedback.seva_noise_step={step}"])
+            run_method("seva", run_dir, args.rounds, [*budget, f"feedback.seva_noise_step={step}"], start=root / methods[0])
             sweep[step] = figures(run_dir, args.rounds)
         report += ["\nSeVa diffusion-noise sweep (the strength of the negative):\n", sweep_table(sweep)]
     text = "\n".join(report) + "\n"
