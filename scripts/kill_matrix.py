@@ -7,11 +7,12 @@ run with the same seed.
 The run is one round on the small zoo with the loop tests' tiny config and the oracle labeler. Each kill is
 a fault point (``CANDOR_FAULT``, engine/faults.py) at which the driver SIGKILLs itself, except the middle of
 ``train``, where the harness kills the driver's process group as soon as the trainer has saved its first
-checkpoint (the trainer writes nothing through the run store; it saves every step here, train.save_steps=1). After each kill the surviving Ray processes of that run are killed
-too, as a crashed node would lose them. Checked after the rerun: every stage table of round 1 equal to the
-uninterrupted run's, no duplicated or lost sample and pair rows, the round's adapter tensors equal within
-1e-6 and the evaluations equal. Printed: a markdown table with the shards each kill cost (written again by
-the rerun). Exit status 1 when any check fails.
+checkpoint (the trainer writes nothing through the run store; here it saves every step, train.save_steps=1).
+After each kill the surviving Ray processes of that run are killed too, as a crashed node would lose them.
+Checked after the rerun: every stage table of round 1, both evaluations and every metrics.jsonl line equal
+to the uninterrupted run's, no duplicated or lost sample and pair rows, the round's adapter tensors equal
+within 1e-6. Printed: a markdown table with the shards each kill cost (written whole before the kill and
+again by the rerun). Exit status 1 when any check fails.
 """
 from __future__ import annotations
 
@@ -198,7 +199,7 @@ def run_kill(kill: Kill, reference: Path, work: Path) -> dict:
         result.update(rerun_status=None, error="the killed run left no run directory")
         return result
     before = snapshot(run_dir)
-    result["done_before_rerun"] = sorted(p.split("/")[0] + "/" + p.split("/")[1] for p in before if p.endswith("_SUCCESS"))
+    result["done_before_rerun"] = sorted(str(Path(p).parent) for p in before if p.endswith("_SUCCESS"))
     result["rerun_status"] = run_iterate(run_dir)
     if result["rerun_status"] == 0:
         result.update(rerun_work(before, snapshot(run_dir)))
@@ -212,17 +213,18 @@ def run_kill(kill: Kill, reference: Path, work: Path) -> dict:
 def table(results: list[dict]) -> str:
     lines = ["| kill | stage | where | died | shards redone (written before the kill, again after) "
              "| written after (not reached before) | tables, evals, metrics lines equal | adapter max abs diff "
-             "| duplicated / lost rows | rerun's trainer resumed at step | ok |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| duplicated / lost rows | rerun's trainer resumed at step | ok |", "|---" * 11 + "|"]
     for r in results:
         c = r.get("compare", {})
-        redone, new = (", ".join(f"{k} {v}" for k, v in sorted(r.get(kind, {}).items())) or "0" for kind in ("redone", "new"))
+        redone, new = (", ".join(f"{k} {v}" for k, v in sorted(r.get(kind, {}).items())) or "0"
+                       for kind in ("redone", "new"))
         unequal = c["tables_differ"] + [f"eval {k}" for k in c["evals_differ"]] + \
             [f"metrics line {m}" for m in c["metrics_lines_missing"]] if c else []
         equal = "-" if not c else "no: " + ", ".join(unequal) if unequal else "yes"
         lines.append(f"| {r['kill']} (`{r['fault']}`) | {r['stage']} | {r['where']} | {'yes' if r['died'] else 'NO'} "
                      f"| {redone} | {new} | {equal} | {c.get('adapter_max_abs_diff', '-')} | "
-                     f"{c.get('duplicated_rows', '-')} / {c.get('lost_rows', '-')} | {r.get('train_resumed_from_step', '-')} "
-                     f"| {'yes' if r.get('ok') else 'NO'} |")
+                     f"{c.get('duplicated_rows', '-')} / {c.get('lost_rows', '-')} "
+                     f"| {r.get('train_resumed_from_step', '-')} | {'yes' if r.get('ok') else 'NO'} |")
     return "\n".join(lines)
 
 
@@ -247,8 +249,9 @@ def main(argv=None) -> int:
     for kill in kills:
         t = time.time()
         results.append(run_kill(kill, reference, work))
+        shown = {k: v for k, v in results[-1].items() if k in ("redone", "new", "compare", "error")}
         print(f"[kill-matrix] {kill.name}: {'ok' if results[-1].get('ok') else 'FAILED'} ({time.time() - t:.0f}s) "
-              f"{json.dumps({k: v for k, v in results[-1].items() if k in ('redone', 'new', 'compare', 'error')})}", flush=True)
+              f"{json.dumps(shown)}", flush=True)
     print("\n" + table(results) + f"\n\n{len(kills)} kills in {time.time() - start:.0f}s; work in {work}")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
