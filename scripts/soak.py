@@ -82,6 +82,15 @@ def ray_session(processes) -> str | None:
     return None
 
 
+def growth_per_role(rounds: dict) -> dict[str, float]:
+    """MB/round of each process role from round 2 on (round 1 loads the models), over the rounds it was seen
+    in: the sampler is gone from the last snapshot when the driver has already shut it down."""
+    roles = {name for r in rounds.values() for name in r["rss_mb"]}
+    series = {name: [r["rss_mb"][name] for k, r in sorted(rounds.items()) if k >= 2 and name in r["rss_mb"]]
+              for name in sorted(roles)}
+    return {name: round(slope(values), 1) for name, values in series.items() if len(values) >= 3}
+
+
 def leftovers(seen: dict, session: str | None) -> list[str]:
     """Processes of the run still alive after it ended: ones it started, or ones naming its Ray session."""
     alive = {}
@@ -139,19 +148,17 @@ def main(argv=None) -> int:
     status = proc.wait()
     time.sleep(10)  # let Ray's processes notice their driver is gone
     left = leftovers(seen, session)
-    total = [sum(rounds[k]["rss_mb"].values()) for k in sorted(rounds) if k >= 2]
-    drivers = [rounds[k]["rss_mb"].get("driver", 0) for k in sorted(rounds) if k >= 2]
+    growth = growth_per_role(rounds)
     lines = ["| round | s since start | driver MB | actors and Ray services MB | total MB |", "|---|---|---|---|---|"]
     for k, r in sorted(rounds.items()):
         others = ", ".join(f"{n} {v}" for n, v in sorted(r["rss_mb"].items()) if n != "driver")
         lines.append(f"| {k} | {r['seconds']} | {r['rss_mb'].get('driver', 0)} | {others} | {sum(r['rss_mb'].values())} |")
     summary = {"zoo": zoo, "exit_status": status, "seconds": round(time.time() - start), "rounds": rounds,
-               "peak_total_mb": round(peak), "driver_slope_mb_per_round": round(slope(drivers), 1),
-               "total_slope_mb_per_round": round(slope(total), 1), "leftover_processes": left, "ray_session": session}
+               "peak_total_mb": round(peak), "growth_mb_per_round": growth, "leftover_processes": left,
+               "ray_session": session}
     print("\n" + "\n".join(lines))
-    print(f"\nexit status {status}; {summary['seconds']}s; peak total RSS {summary['peak_total_mb']} MB; growth over "
-          f"rounds 2..{max(rounds, default=0)}: driver {summary['driver_slope_mb_per_round']} MB/round, total "
-          f"{summary['total_slope_mb_per_round']} MB/round; leftover processes: {len(left)}")
+    print(f"\nexit status {status}; {summary['seconds']}s; peak total RSS {summary['peak_total_mb']} MB; growth from "
+          f"round 2 on (MB/round): {', '.join(f'{n} {v}' for n, v in growth.items())}; leftover processes: {len(left)}")
     for line in left:
         print(f"  left: {line}")
     if args.json:
