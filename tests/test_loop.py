@@ -19,13 +19,32 @@ TINY = ["model.zoo=small", "sampling.prompts_per_round=16", "sampling.n=4", "sam
 ENV = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "VLLM_LOGGING_LEVEL": "ERROR"}
 
 
+def command(run_dir, *overrides, extra=(), config="configs/shapes-rlaifv.yaml"):
+    return [sys.executable, str(ROOT / "iterate.py"), "--config", str(ROOT / config),
+            "--run-dir", str(run_dir), *extra, *TINY, *overrides]
+
+
 def iterate(run_dir, *overrides, extra=(), check=True, config="configs/shapes-rlaifv.yaml"):
-    cmd = [sys.executable, str(ROOT / "iterate.py"), "--config", str(ROOT / config),
-           "--run-dir", str(run_dir), *extra, *TINY, *overrides]
+    cmd = command(run_dir, *overrides, extra=extra, config=config)
     result = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=900)
     if check:
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result
+
+
+def kill_in_first_sample_shard(run_dir, *overrides, config="configs/shapes-rlaifv.yaml"):
+    """Starts a one-round run and SIGKILLs it, with every Ray process it started, once round 1's first
+    sample shard is written; the sample stage must be left half done."""
+    proc = subprocess.Popen(command(run_dir, "run.rounds=1", *overrides, config=config), cwd=ROOT, env=ENV,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    first_shard = run_dir / "rounds/001/sample/part-00000.parquet"
+    deadline = time.time() + 600
+    while not first_shard.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    assert first_shard.exists(), "the run never reached the sample stage"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (run_dir / "rounds/001/sample/_SUCCESS").exists()
 
 
 def pairs_of(run_dir, k=1):
@@ -68,18 +87,7 @@ def test_run_directory_follows_the_contract(finished_run):
 
 def test_sigkill_mid_round_then_same_command_resumes_to_identical_pairs(finished_run, tmp_path):
     run_dir = tmp_path / "killed"
-    cmd = [sys.executable, str(ROOT / "iterate.py"), "--config", str(ROOT / "configs/shapes-rlaifv.yaml"),
-           "--run-dir", str(run_dir), *TINY, "run.rounds=1"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-    first_shard = run_dir / "rounds/001/sample/part-00000.parquet"
-    deadline = time.time() + 600
-    while not first_shard.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.2)
-    assert first_shard.exists(), "the run never reached the sample stage"
-    os.killpg(proc.pid, signal.SIGKILL)  # the driver and every Ray process it started
-    proc.wait()
-    assert not (run_dir / "rounds/001/sample/_SUCCESS").exists()
+    kill_in_first_sample_shard(run_dir)
     iterate(run_dir, "run.rounds=1")
     from engine.store import RunStore
 

@@ -1,11 +1,5 @@
 """The preference sources: each source's stage functions with stand-in model handles (fast), then one round of
 each new source end to end on the small zoo through iterate.py, and a SeVa run killed mid-round and resumed."""
-import json
-import os
-import signal
-import subprocess
-import sys
-import time
 
 import pyarrow as pa
 import pytest
@@ -18,7 +12,7 @@ from feedback.claims import split_claims
 from feedback.inputs import decode_image
 from feedback.pairs import pairs_schema
 from feedback.sources import RoundContext, Stage, checked_stages, load_source
-from test_loop import ENV, ROOT, TINY, iterate, pairs_of
+from test_loop import iterate, kill_in_first_sample_shard, pairs_of
 
 PROMPTS = shapes_prompts(ShapesWorld(0), 4)
 CLEAN = {decode_image(p["image_bytes"]).tobytes(): p for p in PROMPTS}
@@ -232,20 +226,10 @@ def test_seva_round_end_to_end(seva_run):
 
 def test_seva_resumes_after_sigkill_to_identical_pairs(seva_run, tmp_path):
     run_dir = tmp_path / "killed"
-    cmd = [sys.executable, str(ROOT / "iterate.py"), "--config", str(ROOT / "configs/shapes-seva.yaml"),
-           "--run-dir", str(run_dir), *TINY, *SMALL_RUN, "feedback.seva_k=2", "feedback.seva_noise_step=800",
-           "sampling.shard_size=2"]  # 4 shards: the kill lands mid-stage, and the pairs may not depend on sharding
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-    first_shard = run_dir / "rounds/001/sample/part-00000.parquet"
-    deadline = time.time() + 600
-    while not first_shard.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.2)
-    assert first_shard.exists(), "the run never reached the sample stage"
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert not (run_dir / "rounds/001/sample/_SUCCESS").exists()
-    run_method(run_dir, "seva", "feedback.seva_k=2", "feedback.seva_noise_step=800", "sampling.shard_size=2")
+    # 4 shards: the kill lands mid-stage, and the pairs may not depend on sharding
+    settings = [*SMALL_RUN, "feedback.seva_k=2", "feedback.seva_noise_step=800", "sampling.shard_size=2"]
+    kill_in_first_sample_shard(run_dir, *settings, config="configs/shapes-seva.yaml")
+    run_method(run_dir, "seva", *settings[len(SMALL_RUN):])
     from engine.store import RunStore
 
     info = RunStore(run_dir).done_info(1, "sample")
