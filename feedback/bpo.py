@@ -29,11 +29,15 @@ from feedback.sources import RoundContext, Stage
 EDITS = ("color", "shape", "size", "position", "add", "drop")
 _OBJECT = re.compile(rf"\b(?:(?P<size>{'|'.join(SIZES)}) )?(?P<color>{'|'.join(COLORS)}) (?P<shape>{'|'.join(SHAPES)})\b")
 _POSITION = re.compile(rf"\b(?:{'|'.join(POSITIONS)})\b")
+# One worked example: a 135M-parameter instruct model (SmolLM2) asked without one comments on the task
+# instead of rewriting the description.
 INJECT_PROMPT = (
-    "Rewrite the image description below so that it still reads naturally and plausibly but is wrong about "
-    "the image: {change}. Keep everything else unchanged. Reply with the rewritten description only.\n\n"
-    "Description: {reference}\nRewritten description:"
+    "Change one detail of an image description: {change}. Reply with the changed description only.\n\n"
+    "Description: There is a small red circle at the top left. A large blue square is at the bottom right.\n"
+    "Changed: There is a small red circle at the top left. A large green square is at the bottom right.\n\n"
+    "Description: {reference}\nChanged:"
 )
+_PREAMBLE = re.compile(r"^(?:the )?(?:(?:image|original|changed|new) )*description(?: is| was)?:\s*", re.I)
 _CHANGES = {"color": "change the colour of one object", "shape": "change the kind of one object",
             "size": "change the size of one object", "position": "move one object to another place",
             "add": "add one object that is not in the image", "drop": "leave out one of the objects"}
@@ -127,7 +131,8 @@ def llm_inject(references: list[str], count: int, seeds: list[int], complete) ->
             for i, (ref, seed) in enumerate(zip(references, seeds)) for kind in edit_kinds(count, seed)]
     result = [[] for _ in references]
     for (i, _), text in zip(asks, complete([prompt for _, prompt in asks]) if asks else []):
-        result[i].append(text.strip())
+        lines = text.strip().splitlines()
+        result[i].append(_PREAMBLE.sub("", lines[0] if lines else "").strip().strip('"'))
     return result
 
 

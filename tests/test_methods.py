@@ -126,9 +126,9 @@ def test_llm_injection_asks_the_text_model_for_different_errors():
 
     def complete(prompts):
         asked.extend(prompts)
-        return [f"rewrite {i}" for i in range(len(prompts))]
+        return [f"rewrite {i}" for i in range(len(prompts) - 1)] + ['The image description is: "rewrite 3"\nmore']
     rewrites = bpo.llm_inject(["There is a red circle at the top left.", "There is a blue square."], 2, [1, 2], complete)
-    assert rewrites == [["rewrite 0", "rewrite 1"], ["rewrite 2", "rewrite 3"]]
+    assert rewrites == [["rewrite 0", "rewrite 1"], ["rewrite 2", "rewrite 3"]]  # the model's preamble is cut
     assert "There is a red circle at the top left." in asked[0] and asked[0] != asked[1]
 
 
