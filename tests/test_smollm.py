@@ -20,11 +20,7 @@ def test_converted_folder_is_plain_safetensors_without_quantization():
     assert (folder / "model.safetensors").exists() and (folder / "tokenizer.json").exists()
 
 
-def test_text_only_engine_completes_and_lists_facts(smollm2_engine):
-    from feedback.claims import llm_split_claims
-
-    assert smollm2_engine.processor is None
+def test_text_only_engine_gives_a_chat_completion(smollm2_engine):
+    assert smollm2_engine.processor is None  # a text model: tokenizer and chat template only, no image limit
     [reply] = smollm2_engine.complete(["What colour is the sky on a clear day? Answer in one word."], max_tokens=8)
     assert reply.strip()
-    [claims] = llm_split_claims(["There is a large red circle at the top left."], smollm2_engine.complete)
-    assert all(c.question.endswith("?") for c in claims)
