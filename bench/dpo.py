@@ -61,6 +61,8 @@ def _plain_trl(spec: dict) -> int:
     from transformers import AutoModelForImageTextToText, AutoProcessor
     from trl import DPOConfig, DPOTrainer
 
+    if spec.get("threads"):
+        torch.set_num_threads(spec["threads"])
     model = AutoModelForImageTextToText.from_pretrained(spec["model"], dtype=torch.float32)
     processor = AutoProcessor.from_pretrained(spec["model"])
     dataset = load_dataset("parquet", data_files=f"{spec['pairs_dir']}/part-*.parquet", split="train")
@@ -113,16 +115,21 @@ def bench_dpo(ctx: Context) -> Section:
     runs = {threads: run_child({**candor, "threads": threads, **({"out_dir": adapter} if threads == 1 else {})})
             for threads in (1, 2)}
     ctx._cache["adapter"] = adapter
-    plain = run_child({"mode": "trl", "model": ctx.policy, "pairs_dir": pairs_dir, "epochs": t.epochs,
-                       "extra": {"use_cpu": True}})
+    plain_spec = {"mode": "trl", "model": ctx.policy, "pairs_dir": pairs_dir, "epochs": t.epochs, "extra": {"use_cpu": True}}
+    plain = run_child(plain_spec)
+    plain_same = run_child({**plain_spec, "threads": t.threads})
 
     def rate(r, key):
         return r["pairs"] * t.epochs / r[key]
 
     ours = runs[t.threads]
-    section.add(f"trainer stage vs plain TRL script: pairs/s in the training loop ({ours['pairs']} pairs x {t.epochs} epochs)",
+    section.add(f"trainer stage vs plain TRL script on torch's default threads: pairs/s in the training loop "
+                f"({ours['pairs']} pairs x {t.epochs} epochs)",
                 f"{rate(ours, 'loop_s'):.1f} pairs/s", f"{rate(plain, 'loop_s'):.1f} pairs/s",
                 ratio(rate(ours, 'loop_s'), rate(plain, 'loop_s')), "report")
+    section.add(f"same, both on {t.threads} torch thread(s) (LoRA + batch {t.batch_size} vs TRL's defaults alone)",
+                f"{rate(ours, 'loop_s'):.1f} pairs/s", f"{rate(plain_same, 'loop_s'):.1f} pairs/s",
+                ratio(rate(ours, 'loop_s'), rate(plain_same, 'loop_s')), "report")
     section.add("same, end to end (model load, data, trainer set-up, save)", f"{rate(ours, 'wall_s'):.1f} pairs/s",
                 f"{rate(plain, 'wall_s'):.1f} pairs/s", ratio(rate(ours, 'wall_s'), rate(plain, 'wall_s')), "report")
     section.add("steps/s", f"{ours['steps'] / ours['loop_s']:.2f} (batch {t.batch_size})",

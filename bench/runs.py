@@ -12,7 +12,6 @@ import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 from bench.common import DEFAULT_CONFIG, ROOT, Context, MemorySampler, Timer
 from bench.report import Section, fmt
