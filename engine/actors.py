@@ -72,7 +72,8 @@ def actor_options(cfg: Config, name: str) -> dict:
     r = cfg.resources
     # A GPU engine with tensor parallelism spans several GPUs; Ray must reserve all of them.
     gpus = r.num_gpus_per_actor * (cfg.model.tensor_parallel_size if name != "trainer" else 1)
-    return {"num_cpus": r.num_cpus_per_actor, "num_gpus": gpus}
+    return {"num_cpus": r.num_cpus_per_actor, "num_gpus": gpus, "max_restarts": r.max_restarts,
+            "max_task_retries": r.max_restarts}
 
 
 def connect_ray(cfg: Config) -> None:
@@ -84,7 +85,14 @@ def connect_ray(cfg: Config) -> None:
     if address:
         ray.init(address=address, log_to_driver=True)
         return
-    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    # Off, Ray binds its sockets to 127.0.0.1 only (DESIGN.md §4). The GCS and raylet read the variable at
+    # start; this process read it when ray was imported, so its copy of the constant is set too.
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    from ray._private import ray_constants
+
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    # Ray starts workers at nice 15; our actors ARE the work, and niced they lose the cores to anything else.
+    os.environ.setdefault("RAY_worker_niceness", "0")
     r = cfg.resources
     # Stages run one after another, so actors that wait idle may share cores: reserve logical CPUs for all.
     cpus = max(os.cpu_count() or 1, r.num_cpus_per_actor * (r.sampler_actors + r.labeler_actors + r.trainer_actors))

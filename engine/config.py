@@ -20,6 +20,9 @@ import yaml
 from feedback.sources import load_source
 
 
+BEST_METRICS = ("chair_i", "chair_s", "recall", "pope_f1")
+
+
 class ConfigError(ValueError):
     """A bad config: the message names the key (or file) and what is wrong with it."""
 
@@ -119,8 +122,10 @@ class TrainConfig:
 
 @dataclass
 class EvalConfig:
-    """Held-out evaluation after every round (and of the starting policy, round 000)."""
+    """Held-out evaluation after every round (and of the starting policy, round 000); ``best_metric`` names
+    the eval/metrics.json figure that picks the best round in RUN/report.md (CHAIR lower, others higher)."""
     n: int = 300
+    best_metric: str = "chair_i"
 
 
 @dataclass
@@ -132,6 +137,9 @@ class ResourcesConfig:
     num_gpus_per_actor: float = 0.0
     num_cpus_per_actor: float = 1.0
     ray_address: str = ""  # empty: attach to a running cluster if there is one, else start a local one
+    # A dead actor (OOM, a lost node, a kill) is restarted and its unfinished call retried this many times;
+    # model calls are pure and the trainer resumes from its checkpoints, so a retry redoes no finished work.
+    max_restarts: int = 3
 
 
 @dataclass
@@ -217,6 +225,11 @@ def _validate(cfg: Config) -> None:
         ("train.beta", cfg.train.beta > 0, "must be > 0"),
         ("train.lr", 0 < cfg.train.lr < 1, "must be in (0, 1)"),
         ("data.prior", 0 <= cfg.data.prior <= 1, "must be in [0, 1]"),
+        ("sampling.max_tokens", cfg.sampling.max_tokens < cfg.model.max_model_len,
+         f"must be < model.max_model_len ({cfg.model.max_model_len}): the prompt and the answer share the context"),
+        ("model.gpu_memory_utilization", 0 < cfg.model.gpu_memory_utilization <= 1, "must be in (0, 1]"),
+        ("resources.max_restarts", cfg.resources.max_restarts >= 0, "must be >= 0"),
+        ("eval.best_metric", cfg.eval.best_metric in BEST_METRICS, f"must be one of {BEST_METRICS}"),
         ("resources.num_gpus_per_actor", cfg.resources.num_gpus_per_actor >= 0, "must be >= 0"),
         ("resources.num_cpus_per_actor", cfg.resources.num_cpus_per_actor > 0, "must be > 0"),
         ("feedback.splitter_model", cfg.feedback.splitter != "llm" or cfg.feedback.splitter_model,

@@ -24,8 +24,10 @@ import ray
 from engine.actors import LabelerActor, SamplerActor, SplitterActor, TrainerActor, actor_options, engine_kwargs
 from engine.config import Config
 from engine.generation import Adapter
+from engine.progress import Progress
 from engine.store import RunStore
 from evaluation.heldout import evaluate_policy, format_metrics, greedy_handles
+from evaluation.report import write_report, write_tensorboard
 from evaluation.shapes import ShapesWorld
 from feedback.inputs import select_prompts
 from feedback.labelers import OracleLabeler, VLMLabeler, load_plugin
@@ -129,8 +131,7 @@ class Rounds:
     # ---- stage helpers ------------------------------------------------------------------------------
     def _finish(self, k: int, stage: str, start: float, info: dict) -> None:
         info = {**info, "seconds": round(time.time() - start, 2)}
-        self.store.mark_done(k, stage, info)
-        self.store.append_metrics({"round": k, "stage": stage, **info})
+        self.store.mark_done(k, stage, info)  # also its line in metrics.jsonl
         self.log(f"[round {k:03d}] {stage}: " + ", ".join(f"{a}={b}" for a, b in info.items() if not isinstance(b, (dict, list))))
 
     def _single(self, k: int, stage: str, produce, schema=None) -> None:
@@ -149,18 +150,14 @@ class Rounds:
         missing = [s for s in range(len(shards)) if not self.store.has_shard(k, stage, s)]
         queues = [missing[i::len(handles)] for i in range(len(handles))]
 
-        done = []
-
-        def drain(handle, indices):
+        def drain(handle, indices, progress):
             for s in indices:
                 self.store.write_shard(k, stage, s, work(handle, shards[s]))
-                done.append(s)
-                elapsed = time.time() - start
-                eta = elapsed / len(done) * (len(missing) - len(done))
-                self.log(f"[round {k:03d}] {stage}: shard {len(done)}/{len(missing)} ({elapsed:.0f}s, ETA {eta:.0f}s)")
+                progress.update(len(shards[s]))
 
-        with ThreadPoolExecutor(len(handles)) as pool:
-            for future in [pool.submit(drain, h, q) for h, q in zip(handles, queues) if q]:
+        with Progress(sum(len(shards[s]) for s in missing), f"[round {k:03d}] {stage}: items", self.log) as progress, \
+                ThreadPoolExecutor(len(handles)) as pool:
+            for future in [pool.submit(drain, h, q, progress) for h, q in zip(handles, queues) if q]:
                 future.result()
         self._finish(k, stage, start, {"shards": len(shards), "shards_run": len(missing),
                                        "items": sum(len(shard) for shard in shards)})
@@ -176,6 +173,11 @@ class Rounds:
             self.round(k)
         self.shutdown()
 
+    def report(self) -> None:
+        """RUN/report.md with its plots, and the TensorBoard scalars of every finished round."""
+        write_report(self.store.root, metric=self.cfg.eval.best_metric)
+        write_tensorboard(self.store.root)
+
     def round(self, k: int) -> None:
         self._single(k, "prompts", lambda: self._prompts(k))
         prompts = self.store.read(k, "prompts")
@@ -187,6 +189,7 @@ class Rounds:
             self.shutdown("models")
             self._train(k)
         self.evaluate(k)
+        self.report()
 
     def _run_stage(self, k: int, stage: Stage, ctx: RoundContext, prompts: list[dict]) -> None:
         if self.store.is_done(k, stage.name):

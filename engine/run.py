@@ -35,7 +35,10 @@ def prepare_run(cfg: Config, run_dir: Path, force: bool = False, resume_from: in
     store = RunStore(run_dir)
     saved = run_dir / "config.yaml"
     if saved.exists():
-        old = config_from_dict(yaml.safe_load(saved.read_text()))
+        try:
+            old = config_from_dict(yaml.safe_load(saved.read_text()))
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{saved}: not valid YAML ({e})") from None
         changed = changed_keys(old, cfg)
         if changed and not force:
             raise ConfigError(f"{run_dir}: resuming with changed {', '.join(changed)} would mix data made under "

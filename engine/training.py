@@ -23,6 +23,7 @@ import tempfile
 from pathlib import Path
 
 from engine.losses import LOSSES, candor_loss
+from engine.progress import Progress
 
 # The language model's projections, under transformers 5's LLaVA module names.
 LORA_TARGETS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
@@ -89,9 +90,10 @@ def train_dpo(base_model: str, pairs_dir: str | Path, out_dir: str | Path, *, pr
                      save_strategy="steps" if saving else "no", save_steps=max(1, save_steps), save_total_limit=1,
                      remove_unused_columns=loss == "sigmoid", logging_steps=1, seed=seed, data_seed=seed,
                      dataloader_num_workers=0, lr_scheduler_type="constant", warmup_steps=0,
-                     ddp_find_unused_parameters=False)
+                     ddp_find_unused_parameters=False, disable_tqdm=True)
     trainer = _trainer_class()(candor_loss_name=loss, model=model, args=args, train_dataset=train_rows,
-                               data_collator=collator, processing_class=processor, peft_config=peft_config)
+                               data_collator=collator, processing_class=processor, peft_config=peft_config,
+                               callbacks=[_progress_callback()] if rank == 0 else None)
     if reference == "initial" and "ref" in trainer.model.peft_config:
         trainer.model.delete_adapter("ref")  # with no "ref" adapter TRL disables adapters: the initial policy
     resume = last_checkpoint(checkpoint_dir, world_size) if checkpoint_dir else None
@@ -115,6 +117,24 @@ def train_dpo(base_model: str, pairs_dir: str | Path, out_dir: str | Path, *, pr
         (out_dir / "candor_train.json").write_text(json.dumps({**figures, "loss": loss, "world_size": world_size,
                                                                "log_history": trainer.state.log_history}, indent=1))
     return figures
+
+
+def _progress_callback():
+    """DPO steps done / total, rate and ETA through engine.progress (TRL's tqdm bar is off: under Ray the
+    trainer's output is a log, where a bar redrawn in place becomes thousands of lines)."""
+    from transformers import TrainerCallback
+
+    class ProgressCallback(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.progress = Progress(state.max_steps - state.global_step, "train: DPO steps")
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self.progress.update()
+
+        def on_train_end(self, args, state, control, **kwargs):
+            self.progress.close()
+
+    return ProgressCallback()
 
 
 def last_checkpoint(checkpoint_dir: str | Path, world_size: int = 1) -> str | None:

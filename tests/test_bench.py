@@ -6,9 +6,6 @@ from pathlib import Path
 
 import pytest
 
-# bench/ is run from the repository root (python -m bench) and is not an installed package.
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 from bench.__main__ import parse
 from bench.common import MemorySampler, machine
 from bench.report import Section, document
