@@ -54,10 +54,22 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    """Where prompts come from: the ShapesWorld prompt pool (world seed and language-prior strength)."""
+    """Where prompts come from: ``shapesworld`` (its prompt pool: world seed and language-prior strength) or
+    ``dataset``, a user's HF dataset at ``path`` (a save_to_disk folder, parquet or jsonl) with an image
+    column (bytes or a path under ``image_root``) and a question column; the RLAIF-V layout (``image``,
+    ``question``, ``chosen``, ...) works as is, ``chosen`` being the reference answer (BPO's positives).
+    Empty ``reference_column``/``id_column``/``image_root``: ``chosen``, ``id``/``idx``, the dataset's folder.
+    Held-out evaluation stays on ShapesWorld."""
     source: str = "shapesworld"
     world_seed: int = 0
     prior: float = 0.6
+    path: str = ""
+    split: str = "train"
+    image_column: str = "image"
+    question_column: str = "question"
+    reference_column: str = ""
+    id_column: str = ""
+    image_root: str = ""
 
 
 @dataclass
@@ -164,7 +176,7 @@ class Config:
 # Fields whose change alters the data or weights a finished stage produced; resuming across such a change
 # needs --force. Resources and eval size can change freely.
 STAGE_SECTIONS = ("run", "model", "data", "sampling", "feedback", "train")
-_CHOICES = {"model.zoo": ("full", "small"), "data.source": ("shapesworld",), "feedback.splitter": ("rule", "llm"),
+_CHOICES = {"model.zoo": ("full", "small"), "data.source": ("shapesworld", "dataset"), "feedback.splitter": ("rule", "llm"),
             "feedback.seva_augment": ("diffusion", "moco", "crop", "flip"), "feedback.injector": ("rule", "llm"),
             "train.loss": ("sigmoid", "mdpo", "infonce"),
             "train.reference": ("previous", "initial"), "model.dtype": ("float32", "bfloat16", "float16", "auto")}
@@ -230,6 +242,10 @@ def _validate(cfg: Config) -> None:
         ("model.gpu_memory_utilization", 0 < cfg.model.gpu_memory_utilization <= 1, "must be in (0, 1]"),
         ("resources.max_restarts", cfg.resources.max_restarts >= 0, "must be >= 0"),
         ("eval.best_metric", cfg.eval.best_metric in BEST_METRICS, f"must be one of {BEST_METRICS}"),
+        ("data.path", cfg.data.source != "dataset" or Path(cfg.data.path).exists(),
+         f"data.source=dataset needs an existing dataset path, got {cfg.data.path!r}"),
+        ("feedback.labeler", cfg.feedback.labeler != "oracle" or cfg.data.source == "shapesworld",
+         "the oracle knows ShapesWorld's scenes only (data.source=shapesworld)"),
         ("resources.num_gpus_per_actor", cfg.resources.num_gpus_per_actor >= 0, "must be >= 0"),
         ("resources.num_cpus_per_actor", cfg.resources.num_cpus_per_actor > 0, "must be > 0"),
         ("feedback.splitter_model", cfg.feedback.splitter != "llm" or cfg.feedback.splitter_model,

@@ -25,6 +25,7 @@ from engine.actors import LabelerActor, SamplerActor, SplitterActor, TrainerActo
 from engine.config import Config
 from engine.generation import Adapter
 from engine.progress import Progress
+from engine.prompt_data import load_prompt_rows
 from engine.store import RunStore
 from evaluation.heldout import evaluate_policy, format_metrics, greedy_handles
 from evaluation.report import write_report, write_tensorboard
@@ -204,7 +205,11 @@ class Rounds:
 
     def _prompts(self, k: int):
         size = self.cfg.sampling.prompts_per_round
-        kept, skipped = select_prompts(shapes_prompts(self.world, size, start=(k - 1) * size))
+        if self.cfg.data.source == "dataset":
+            rows = load_prompt_rows(**dataset_options(self.cfg), start=(k - 1) * size, count=size)
+        else:
+            rows = shapes_prompts(self.world, size, start=(k - 1) * size)
+        kept, skipped = select_prompts(rows)
         return kept, {"skipped": len(skipped), "skip_reasons": skipped}
 
     def _train(self, k: int) -> None:
@@ -250,6 +255,13 @@ class Rounds:
         self.store.write_jsonl(f"rounds/{k:03d}/eval/responses.jsonl", rows)
         self._finish(k, "eval", start, {key: metrics[key] for key in ("chair_s", "chair_i", "recall", "pope_f1", "n")})
         self.log(f"[round {k:03d}] {format_metrics(metrics)}")
+
+
+def dataset_options(cfg: Config) -> dict:
+    """load_prompt_rows' arguments from the data section."""
+    d = cfg.data
+    return {"path": d.path, "split": d.split, "image_column": d.image_column, "question_column": d.question_column,
+            "reference_column": d.reference_column, "id_column": d.id_column, "image_root": d.image_root}
 
 
 def shapes_prompts(world: ShapesWorld, count: int, start: int = 0) -> list[dict]:

@@ -32,6 +32,11 @@ def prepare_run(cfg: Config, run_dir: Path, force: bool = False, resume_from: in
     rounds of a branch source, and writes config.yaml and manifest.json."""
     from engine.rounds import branch_from
 
+    if cfg.data.source == "dataset":  # a missing column or an empty dataset stops the run before any work
+        from engine.prompt_data import load_prompt_rows
+        from engine.rounds import dataset_options
+
+        load_prompt_rows(**dataset_options(cfg), count=1)
     store = RunStore(run_dir)
     saved = run_dir / "config.yaml"
     if saved.exists():

@@ -1,5 +1,6 @@
 """Prompts from user datasets: RLAIF-V's layout as is, configurable columns, image paths kept under a root."""
 import json
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -8,6 +9,9 @@ import pytest
 from engine.prompt_data import PromptDataError, load_prompt_rows
 from evaluation.shapes import ShapesWorld
 from feedback.inputs import decode_image, select_prompts
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG = str(ROOT / "configs/shapes-rlaifv.yaml")
 
 
 def _images(n):
@@ -64,3 +68,44 @@ def test_missing_column_and_empty_dataset_are_clear_errors(tmp_path):
         load_prompt_rows(tmp_path / "empty.parquet")
     with pytest.raises(PromptDataError, match="no save_to_disk dataset"):
         load_prompt_rows(tmp_path / "nothing-here")
+
+
+def _jsonl_dataset(tmp_path, count=3):
+    for i, image in enumerate(_images(count)):
+        image.save(tmp_path / f"{i}.png")
+    rows = [{"id": f"p{i}", "image": f"{i}.png", "question": "Describe the image in detail.", "chosen": "A shape."}
+            for i in range(count)] + [{"id": "bad", "image": "nothing.png", "question": "Q", "chosen": ""}]
+    (tmp_path / "prompts.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return tmp_path / "prompts.jsonl"
+
+
+def test_the_prompts_stage_reads_a_user_dataset_with_bad_rows_as_counted_skips(tmp_path):
+    from engine.config import load_config
+    from engine.rounds import Rounds
+    from engine.store import RunStore
+
+    path = _jsonl_dataset(tmp_path)
+    cfg = load_config(CONFIG, ["data.source=dataset", f"data.path={path}",
+                                                      "sampling.prompts_per_round=4"])
+    kept, info = Rounds(cfg, RunStore(tmp_path / "run"), "policy", "labeler")._prompts(1)
+    assert [r["id"] for r in kept] == ["p0", "p1", "p2"] and kept[0]["reference"] == "A shape."
+    assert info["skipped"] == 1 and "bad" in info["skip_reasons"]
+
+
+def test_a_dataset_config_is_checked_before_any_work(tmp_path):
+    import subprocess
+    import sys
+
+    from engine.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match="data.path"):
+        load_config(CONFIG, ["data.source=dataset", f"data.path={tmp_path / 'none'}"])
+    with pytest.raises(ConfigError, match="feedback.labeler"):
+        load_config(CONFIG, ["data.source=dataset", f"data.path={_jsonl_dataset(tmp_path)}",
+                                                   "feedback.labeler=oracle"])
+    run_dir = tmp_path / "never"
+    result = subprocess.run([sys.executable, str(ROOT / "iterate.py"), "--config", CONFIG, "--run-dir",
+                             str(run_dir), "data.source=dataset", f"data.path={tmp_path / 'prompts.jsonl'}",
+                             "data.question_column=text"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "question_column 'text' is not a column" in result.stderr
+    assert not run_dir.exists()
