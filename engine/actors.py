@@ -55,6 +55,15 @@ class TrainerActor:
 
         return train_dpo(**kwargs)
 
+    def rendezvous(self) -> str:
+        """"host:port" where this actor, as rank 0 of a data-parallel group, can host torch.distributed."""
+        import socket
+
+        with socket.socket() as s:
+            s.bind(("", 0))
+            port = s.getsockname()[1]
+        return f"{ray.util.get_node_ip_address()}:{port}"
+
     def pid(self) -> int:
         return os.getpid()
 

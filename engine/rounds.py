@@ -228,16 +228,21 @@ class Rounds:
             # The trainer's checkpoints outlive a crash: a restarted train stage resumes from the last one.
             checkpoints = self.store.stage_dir(k, "train") / "checkpoints"
             resumable = {"loss": t.loss, "checkpoint_dir": str(checkpoints), "save_steps": t.save_steps}
-            trainer = TrainerActor.options(**actor_options(self.cfg, "trainer")).remote()
+            # resources.trainer_actors > 1: one data-parallel group (gloo on CPU, NCCL on GPUs); rank 0 saves.
+            trainers = [TrainerActor.options(**actor_options(self.cfg, "trainer")).remote()
+                        for _ in range(self.cfg.resources.trainer_actors)]
+            group = {"world_size": len(trainers), "master": ray.get(trainers[0].rendezvous.remote())}
             try:
-                figures = ray.get(trainer.train.remote(
+                figures = ray.get([trainer.train.remote(
                     base_model=self.policy, pairs_dir=str(pairs_dir), out_dir=str(tmp),
                     previous_adapter=previous.path if previous else None, reference=t.reference, beta=t.beta,
                     lr=t.lr, epochs=t.epochs, batch_size=t.batch_size, lora_r=t.lora_r, lora_alpha=t.lora_alpha,
                     threads=t.threads, seed=derive_seed(self.cfg.run.seed, k, "train"),
-                    use_cpu=self.cfg.resources.num_gpus_per_actor == 0, **resumable))
+                    use_cpu=self.cfg.resources.num_gpus_per_actor == 0, rank=rank, **group, **resumable)
+                    for rank, trainer in enumerate(trainers)])[0]
             finally:
-                ray.kill(trainer)
+                for trainer in trainers:
+                    ray.kill(trainer)
         tmp.rename(policy)
         self._finish(k, "train", start, figures)
 
