@@ -92,7 +92,9 @@ TO_QUESTION_PROMPT = (
 def llm_split_claims(answers: list[str], complete: Callable[[list[str]], list[str]]) -> list[list[Claim]]:
     """RLAIF-V's divide step with an instruct LLM: facts first, then one question per fact.
 
-    ``complete`` maps prompts to completions (a text-only vLLM engine in the engine layer).
+    ``complete`` maps prompts to completions (a text-only vLLM engine in the engine layer). A small model
+    often answers the rewrite prompt ("Yes.") instead of asking; such a fact is rewritten by the rule
+    splitter instead of being lost.
     """
     fact_lists = [[line.strip()[2:].strip() for line in text.splitlines() if line.strip().startswith("- ")]
                   for text in complete([LIST_FACTS_PROMPT.format(answer=a) for a in answers])]
@@ -101,6 +103,9 @@ def llm_split_claims(answers: list[str], complete: Callable[[list[str]], list[st
                      for q in complete([TO_QUESTION_PROMPT.format(fact=f) for f in flat]))
     result = []
     for facts in fact_lists:
-        claims = [Claim(f, q) for f in facts if f for q in [next(questions)] if q.endswith("?")]
+        claims = []
+        for fact in filter(None, facts):
+            question = next(questions)
+            claims += [Claim(fact, question)] if question.endswith("?") else split_claims(fact)
         result.append(list(dict.fromkeys(claims)))
     return result

@@ -40,3 +40,14 @@ def test_llm_splitter_parses_fact_lists_and_questions():
 
     assert llm_split_claims(["A brown dog.", "Hmm."], complete) == [
         [Claim("There is a dog.", "Is there a dog?"), Claim("The dog is brown.", "Is the dog brown?")], []]
+
+
+def test_llm_splitter_falls_back_to_the_rule_rewrite_when_the_model_does_not_ask():
+    def complete(prompts):
+        if "List every atomic" in prompts[0]:
+            return ["- There is a red circle.\n- The red circle is large."]
+        return ["Yes.", "Is the red circle large?"]
+
+    assert llm_split_claims(["A large red circle."], complete) == [
+        [Claim("There is a red circle.", "Is there a red circle in the image?"),
+         Claim("The red circle is large.", "Is the red circle large?")]]
