@@ -238,7 +238,8 @@ class Rounds:
                     previous_adapter=previous.path if previous else None, reference=t.reference, beta=t.beta,
                     lr=t.lr, epochs=t.epochs, batch_size=t.batch_size, lora_r=t.lora_r, lora_alpha=t.lora_alpha,
                     threads=t.threads, seed=derive_seed(self.cfg.run.seed, k, "train"),
-                    use_cpu=self.cfg.resources.num_gpus_per_actor == 0, rank=rank, **group, **resumable)
+                    use_cpu=self.cfg.resources.num_gpus_per_actor == 0, dtype=self.cfg.model.dtype, rank=rank,
+                    **group, **resumable)
                     for rank, trainer in enumerate(trainers)])[0]
             finally:
                 for trainer in trainers:

@@ -43,7 +43,7 @@ def train_dpo(base_model: str, pairs_dir: str | Path, out_dir: str | Path, *, pr
               reference: str, beta: float, lr: float, epochs: int, batch_size: int, lora_r: int, lora_alpha: int,
               threads: int, seed: int, use_cpu: bool = True, loss: str = "sigmoid",
               checkpoint_dir: str | Path | None = None, save_steps: int = 0, rank: int = 0, world_size: int = 1,
-              master: str = "127.0.0.1:29500") -> dict:
+              master: str = "127.0.0.1:29500", dtype: str = "float32") -> dict:
     """Trains one round's adapter and saves it (safetensors) to ``out_dir``; returns the round's DPO figures.
 
     ``batch_size`` counts pair rows; the grouped losses put as many whole groups in a step as fit in it (at
@@ -54,6 +54,9 @@ def train_dpo(base_model: str, pairs_dir: str | Path, out_dir: str | Path, *, pr
     group (gloo on CPU, NCCL on GPUs) and each trains on 1/world_size of every step's batches, so the
     global batch is ``world_size * batch_size`` rows (or groups' worth). Rank 0 writes ``out_dir``. A
     process joins at most one group in its life (accelerate keeps its state per process).
+
+    ``dtype`` (``model.dtype``) is the base model's dtype on GPUs, with bf16 mixed precision for bfloat16; on
+    the CPU training stays in float32 (DESIGN.md §4). PEFT keeps the LoRA weights themselves in float32.
     """
     if loss not in LOSSES:
         raise ValueError(f"loss={loss!r}: expected one of {', '.join(LOSSES)}")
@@ -76,7 +79,8 @@ def train_dpo(base_model: str, pairs_dir: str | Path, out_dir: str | Path, *, pr
                              "(one chosen against k rejected per group)")
         per_step = max(1, batch_size // max(len(rows) for rows in train_rows["rows"]))
         collator = GroupCollator(processor, dataset)
-    model = AutoModelForImageTextToText.from_pretrained(base_model, dtype=torch.float32)
+    load_dtype = torch.float32 if use_cpu or dtype == "float32" else dtype if dtype == "auto" else getattr(torch, dtype)
+    model = AutoModelForImageTextToText.from_pretrained(base_model, dtype=load_dtype)
     peft_config = None
     if previous_adapter:
         model = PeftModel.from_pretrained(model, previous_adapter, is_trainable=True)
@@ -86,7 +90,7 @@ def train_dpo(base_model: str, pairs_dir: str | Path, out_dir: str | Path, *, pr
     saving = bool(checkpoint_dir) and save_steps > 0
     args = DPOConfig(output_dir=str(checkpoint_dir) if saving else scratch, per_device_train_batch_size=per_step,
                      num_train_epochs=epochs, learning_rate=lr, beta=beta, loss_type=["sigmoid"], max_length=None,
-                     bf16=False, use_cpu=use_cpu, gradient_checkpointing=False, report_to=[],
+                     bf16=not use_cpu and dtype == "bfloat16", use_cpu=use_cpu, gradient_checkpointing=False, report_to=[],
                      save_strategy="steps" if saving else "no", save_steps=max(1, save_steps), save_total_limit=1,
                      remove_unused_columns=loss == "sigmoid", logging_steps=1, seed=seed, data_seed=seed,
                      dataloader_num_workers=0, lr_scheduler_type="constant", warmup_steps=0,
