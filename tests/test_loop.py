@@ -3,12 +3,15 @@ round checkpoint, and `ray job submit` against a local cluster the test starts a
 import json
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -119,9 +122,12 @@ def test_ray_job_submit_against_a_local_cluster(small_zoo, tmp_path):
     port, dash = "6391", "8271"
     # Ray 2.60 turns token authentication on for local clusters; the submitting client needs the token too.
     env = {**ENV, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16)}
+    # Its own temp dir (short: Ray's socket paths are length-limited) names every process of this cluster, so
+    # the test stops only them: `ray stop` would kill every Ray cluster on the machine, a user's too.
+    temp_dir = tempfile.mkdtemp(prefix="rj", dir="/tmp")
     subprocess.run([ray, "start", "--head", "--port", port, "--dashboard-port", dash, "--num-cpus", "4",
-                    "--node-ip-address", "127.0.0.1", "--dashboard-host", "127.0.0.1", "--disable-usage-stats"],
-                   env=env, check=True, capture_output=True, timeout=180)
+                    "--node-ip-address", "127.0.0.1", "--dashboard-host", "127.0.0.1", "--disable-usage-stats",
+                    "--temp-dir", temp_dir], env=env, check=True, capture_output=True, timeout=180)
     try:
         run_dir = tmp_path / "submitted"
         entry = [sys.executable, str(ROOT / "iterate.py"), "--config", str(ROOT / "configs/shapes-rlaifv.yaml"),
@@ -136,4 +142,16 @@ def test_ray_job_submit_against_a_local_cluster(small_zoo, tmp_path):
         assert "succeeded" in result.stdout
         assert (run_dir / "rounds/001/verify/_SUCCESS").exists() and (run_dir / "rounds/001/eval/metrics.json").exists()
     finally:
-        subprocess.run([ray, "stop", "--force"], env=env, capture_output=True, timeout=120)
+        stop_cluster(temp_dir)
+
+
+def stop_cluster(temp_dir: str) -> None:
+    """Ends the processes of the cluster started with ``temp_dir`` (and no others), then removes the dir."""
+    ours = [p for p in psutil.process_iter(["cmdline"]) if temp_dir in " ".join(p.info["cmdline"] or [])]
+    for process in ours:
+        process.terminate()
+    _, alive = psutil.wait_procs(ours, timeout=30)
+    for process in alive:
+        process.kill()
+    psutil.wait_procs(alive, timeout=30)
+    shutil.rmtree(temp_dir, ignore_errors=True)
