@@ -175,7 +175,7 @@ class Rounds:
         self.shutdown()
 
     def report(self) -> None:
-        """RUN/report.md with its plots, and the TensorBoard scalars of every finished round."""
+        """RUN/report.md with its plots, and the TensorBoard scalars of every finished round (after each eval)."""
         write_report(self.store.root, metric=self.cfg.eval.best_metric)
         write_tensorboard(self.store.root)
 
@@ -190,7 +190,6 @@ class Rounds:
             self.shutdown("models")
             self._train(k)
         self.evaluate(k)
-        self.report()
 
     def _run_stage(self, k: int, stage: Stage, ctx: RoundContext, prompts: list[dict]) -> None:
         if self.store.is_done(k, stage.name):
@@ -261,6 +260,7 @@ class Rounds:
         self.store.write_jsonl(f"rounds/{k:03d}/eval/responses.jsonl", rows)
         self._finish(k, "eval", start, {key: metrics[key] for key in ("chair_s", "chair_i", "recall", "pope_f1", "n")})
         self.log(f"[round {k:03d}] {format_metrics(metrics)}")
+        self.report()  # here, not per round(): a resumed run does not redraw the rounds it had finished
 
 
 def dataset_options(cfg: Config) -> dict:
