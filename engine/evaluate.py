@@ -12,8 +12,7 @@ from engine.generation import Adapter, VLLMEngine
 from engine.zoo import FULL, SMALL, build_zoo
 from evaluation.heldout import evaluate_policy, format_metrics, greedy_handles
 from evaluation.shapes import ShapesWorld
-
-YES_NO_SUFFIX = " Please answer yes or no."
+from feedback.labelers import QUESTION_SUFFIX
 
 
 def evaluate_model(engine: VLLMEngine, world: ShapesWorld, count: int, adapter: Adapter | None = None,
@@ -25,7 +24,7 @@ def evaluate_model(engine: VLLMEngine, world: ShapesWorld, count: int, adapter: 
 def labeler_accuracy(engine: VLLMEngine, world: ShapesWorld, count: int, hard: float = 0.7) -> dict:
     """Accuracy on balanced held-out existence questions (most absent objects share a colour or shape)."""
     items = world.claim_questions(count, hard=hard)
-    probs = engine.yes_no([(it["image"], it["question"] + YES_NO_SUFFIX) for it in items])
+    probs = engine.yes_no([(it["image"], it["question"] + QUESTION_SUFFIX) for it in items])
     correct = [(p_yes > p_no) == it["label"] for (p_yes, p_no), it in zip(probs, items)]
     return {"accuracy": sum(correct) / len(correct), "n": len(correct)}
 

@@ -65,3 +65,19 @@ def test_small_zoo_loads_in_hf_with_vllm_weight_names(small_zoo):
         out = model.generate(**inputs, max_new_tokens=12, do_sample=False)
         assert out.shape[1] > inputs["input_ids"].shape[1]
 
+
+
+def test_labeler_keeps_its_best_validated_weights(small_zoo):
+    """The saved labeler is the one whose validation accuracy the build recorded."""
+    import json
+
+    from transformers import LlavaForConditionalGeneration
+
+    from engine.zoo import yes_no_accuracy
+
+    record = json.loads((small_zoo["labeler"] / "validation.json").read_text())
+    assert record["step"] % SMALL.labeler_validate_every == 0 or record["step"] == SMALL.labeler_steps
+    model = LlavaForConditionalGeneration.from_pretrained(small_zoo["labeler"], dtype=torch.float32)
+    items = ShapesWorld(SMALL.seed, SMALL.prior).claim_questions(record["n"], split="train", start=50_000_000)
+    assert yes_no_accuracy(model, build_processor(), items) == record["accuracy"]
+
