@@ -22,11 +22,13 @@ def evaluate_model(engine: VLLMEngine, world: ShapesWorld, count: int, adapter: 
 
 
 def labeler_accuracy(engine: VLLMEngine, world: ShapesWorld, count: int, hard: float = 0.7) -> dict:
-    """Accuracy on balanced held-out existence questions (most absent objects share a colour or shape)."""
-    items = world.claim_questions(count, hard=hard)
-    probs = engine.yes_no([(it["image"], it["question"] + QUESTION_SUFFIX) for it in items])
-    correct = [(p_yes > p_no) == it["label"] for (p_yes, p_no), it in zip(probs, items)]
-    return {"accuracy": sum(correct) / len(correct), "n": len(correct)}
+    """Accuracy on balanced held-out existence questions (most absent objects share a colour or shape) and on
+    held-out size/position checks."""
+    result = {"n": count}
+    for name, items in (("existence", world.claim_questions(count, hard=hard)), ("attributes", world.attribute_checks(count))):
+        probs = engine.yes_no([(it["image"], it["question"] + QUESTION_SUFFIX) for it in items])
+        result[name] = sum((p_yes > p_no) == it["label"] for (p_yes, p_no), it in zip(probs, items)) / count
+    return result
 
 
 def main(argv=None) -> None:
@@ -45,7 +47,8 @@ def main(argv=None) -> None:
     del policy
     labeler = VLLMEngine(str(paths["labeler"]), seed=recipe.seed)
     accuracy = labeler_accuracy(labeler, world, args.n)
-    print(f"[demo] labeler on {accuracy['n']} held-out yes/no claim questions: accuracy {accuracy['accuracy']:.1%}")
+    print(f"[demo] labeler on {accuracy['n']} held-out yes/no existence questions: accuracy {accuracy['existence']:.1%}; "
+          f"on {accuracy['n']} size/position checks: {accuracy['attributes']:.1%}")
 
 
 if __name__ == "__main__":

@@ -61,7 +61,7 @@ class ZooRecipe:
     head_dim: int = 32
     # Bump a model's version when the code changes what its recipe produces.
     policy_version: int = 3
-    labeler_version: int = 5
+    labeler_version: int = 6
 
     def key(self, kind: str) -> str:
         """Hash of the fields that shape one model; the labeler starts from the policy, so it hashes both."""
@@ -190,11 +190,12 @@ def train(kind: str, recipe: ZooRecipe, out: Path, init: Path | None = None, log
     steps = recipe.policy_steps if kind == "policy" else recipe.labeler_steps
     example = world.policy_example if kind == "policy" else world.labeler_example
     optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=0.01)
-    warmup = min(100, steps // 10)
+    warmup = max(1, min(100, steps // 10))
     decay = (lambda s: 0.5 * (1 + math.cos(math.pi * s / steps))) if kind == "labeler" else (lambda s: 1.0)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup) * decay(s))
-    validation = world.claim_questions(300, split="train", start=50_000_000) if kind == "labeler" else []
-    best = (-1.0, 0, None)
+    validation = {"existence": world.claim_questions(300, split="train", start=50_000_000),
+                  "attributes": world.attribute_checks(300, split="train", start=50_000_000)} if kind == "labeler" else {}
+    best = ({"existence": -1.0}, 0, None)
     start, offset = time.time(), 0 if kind == "policy" else 10_000_000  # disjoint images per model
     model.train()
     for step in range(steps):
@@ -209,17 +210,18 @@ def train(kind: str, recipe: ZooRecipe, out: Path, init: Path | None = None, log
         if (step + 1) % log_every == 0 or step + 1 == steps:
             print(f"[zoo] {kind} step {step + 1}/{steps} loss {loss.item():.4f} ({time.time() - start:.0f}s)", flush=True)
         if validation and ((step + 1) % recipe.labeler_validate_every == 0 or step + 1 == steps):
-            accuracy = yes_no_accuracy(model, processor, validation)
-            print(f"[zoo] labeler step {step + 1}: validation accuracy {accuracy:.1%}", flush=True)
-            if accuracy > best[0]:
-                best = (accuracy, step + 1, {k: v.detach().clone() for k, v in model.state_dict().items()})
+            scores = {name: yes_no_accuracy(model, processor, items) for name, items in validation.items()}
+            print(f"[zoo] labeler step {step + 1}: validation accuracy "
+                  + ", ".join(f"{name} {value:.1%}" for name, value in scores.items()), flush=True)
+            if sum(scores.values()) > sum(best[0].values()):
+                best = (scores, step + 1, {k: v.detach().clone() for k, v in model.state_dict().items()})
     if validation:
         model.load_state_dict(best[2])
         out.mkdir(parents=True, exist_ok=True)
-        (out / "validation.json").write_text(json.dumps({"accuracy": best[0], "step": best[1], "n": len(validation)}))
-        if best[0] < LABELER_TARGET:
-            print(f"[zoo] WARNING: the labeler reached only {best[0]:.1%} on validation claim questions "
-                  f"(target {LABELER_TARGET:.0%}); its claim checks will be noisy", flush=True)
+        (out / "validation.json").write_text(json.dumps({**best[0], "step": best[1], "n": 300}))
+        if best[0]["existence"] < LABELER_TARGET:
+            print(f"[zoo] WARNING: the labeler reached only {best[0]['existence']:.1%} on validation existence "
+                  f"questions (target {LABELER_TARGET:.0%}); its claim checks will be noisy", flush=True)
     save(model, processor, out)
 
 
