@@ -19,16 +19,10 @@ from pathlib import Path
 
 import psutil
 
+from soak import slope  # scripts/ is on the path when a script runs
+
 ROOT = Path(__file__).resolve().parent.parent
 MB = 1 << 20
-
-
-def slope(values: list[float]) -> float:
-    n = len(values)
-    if n < 2:
-        return 0.0
-    mean_x, mean_y = (n - 1) / 2, sum(values) / n
-    return sum((x - mean_x) * (y - mean_y) for x, y in enumerate(values)) / sum((x - mean_x) ** 2 for x in range(n))
 
 
 def watch(run_dir: Path, top: int, rows: list, stop: threading.Event) -> None:
