@@ -36,17 +36,18 @@ def iterate(run_dir, *overrides, extra=(), check=True, config="configs/shapes-rl
 
 
 def kill_in_first_sample_shard(run_dir, *overrides, config="configs/shapes-rlaifv.yaml"):
-    """Starts a one-round run and SIGKILLs it, with every Ray process it started, once round 1's first
-    sample shard is written; the sample stage must be left half done."""
-    proc = subprocess.Popen(command(run_dir, "run.rounds=1", *overrides, config=config), cwd=ROOT, env=ENV,
+    """Runs one round whose driver SIGKILLs itself right after round 1's first sample shard is written (the
+    fault point of engine/faults.py: polling for the shard raced a fast machine that finished the stage
+    first), then kills every Ray process it started; the sample stage must be left half done."""
+    proc = subprocess.Popen(command(run_dir, "run.rounds=1", *overrides, config=config), cwd=ROOT,
+                            env={**ENV, "CANDOR_FAULT": "wrote:sample:0@1"},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    first_shard = run_dir / "rounds/001/sample/part-00000.parquet"
-    deadline = time.time() + 600
-    while not first_shard.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.2)
-    assert first_shard.exists(), "the run never reached the sample stage"
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    assert proc.wait(timeout=600) == -signal.SIGKILL
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # the Ray processes the driver started stay in its group
+    except ProcessLookupError:
+        pass
+    assert (run_dir / "rounds/001/sample/part-00000.parquet").exists(), "the run never reached the sample stage"
     assert not (run_dir / "rounds/001/sample/_SUCCESS").exists()
 
 
