@@ -3,10 +3,11 @@
     python scripts/driver_memory.py --run-dir DIR [--top 8] -- --config configs/shapes-rlaifv.yaml [key=value ...]
 
 Each time a round's eval finishes (its ``_SUCCESS`` appears) a watcher thread takes a tracemalloc snapshot
-and prints the driver's resident memory (RSS), the Python heap that tracemalloc sees, and the source lines
-whose live allocations grew most since the previous round. At the end it prints the growth per round of
-both (least-squares slope over rounds 2..N: round 1 starts the actors). RSS that grows while the traced
-heap stays flat lives outside Python objects: C extensions (Arrow, Ray's core worker) or the allocator.
+and prints the driver's resident memory (RSS), split into private pages (USS) and shared ones (Ray's object
+store is shared memory the driver maps; its pages count in RSS once touched), the Python heap that
+tracemalloc sees, and the source lines whose live allocations grew most since the previous round. At the
+end it prints the growth per round of each (least-squares slope over rounds 2..N: round 1 starts the
+actors). Private memory that grows while the traced heap stays flat lives in C extensions or the allocator.
 """
 from __future__ import annotations
 
@@ -33,11 +34,12 @@ def watch(run_dir: Path, top: int, rows: list, stop: threading.Event) -> None:
                 continue
             seen.add(marker)
             snapshot = tracemalloc.take_snapshot()
-            rss = psutil.Process().memory_info().rss / MB
+            memory = psutil.Process().memory_full_info()
+            rss, uss, shared = memory.rss / MB, memory.uss / MB, memory.shared / MB
             traced = tracemalloc.get_traced_memory()[0] / MB
-            rows.append((marker.parent.parent.name, rss, traced))
-            print(f"[memory] round {marker.parent.parent.name}: driver RSS {rss:.1f} MB, traced Python heap {traced:.1f} MB",
-                  flush=True)
+            rows.append((marker.parent.parent.name, rss, traced, uss, shared))
+            print(f"[memory] round {marker.parent.parent.name}: driver RSS {rss:.1f} MB (private {uss:.1f}, shared "
+                  f"{shared:.1f}), traced Python heap {traced:.1f} MB", flush=True)
             for stat in snapshot.compare_to(previous, "lineno")[:top]:
                 print(f"[memory]   {stat.size_diff / 1024:+9.1f} KiB {stat.count_diff:+7d} blocks  {stat.traceback[0]}",
                       flush=True)
@@ -66,7 +68,8 @@ def main() -> int:
     steady = rows[2:]  # rounds 000 and 001 start and load everything
     if steady:
         print(f"[memory] growth per round over rounds {steady[0][0]}..{steady[-1][0]}: "
-              f"RSS {slope([r[1] for r in steady]):+.2f} MB, traced heap {slope([r[2] for r in steady]):+.2f} MB")
+              f"RSS {slope([r[1] for r in steady]):+.2f} MB (private {slope([r[3] for r in steady]):+.2f} MB, shared "
+              f"{slope([r[4] for r in steady]):+.2f} MB), traced heap {slope([r[2] for r in steady]):+.2f} MB")
     return code
 
 
