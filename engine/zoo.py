@@ -151,7 +151,8 @@ def training_batch(processor, examples):
 
 
 def yes_no_accuracy(model, processor, items: list[dict], batch_size: int = 100) -> float:
-    """Share of ``claim_questions`` items whose "Yes" logit beats "No" after the labeler's prompt."""
+    """Share of labelled yes/no items (``claim_questions``, ``attribute_checks``) whose "Yes" logit beats
+    "No" after the labeler's prompt."""
     tokenizer = processor.tokenizer
     yes, no = tokenizer.convert_tokens_to_ids("Yes"), tokenizer.convert_tokens_to_ids("No")
     correct, side = 0, tokenizer.padding_side
@@ -218,7 +219,7 @@ def train(kind: str, recipe: ZooRecipe, out: Path, init: Path | None = None, log
     if validation:
         model.load_state_dict(best[2])
         out.mkdir(parents=True, exist_ok=True)
-        (out / "validation.json").write_text(json.dumps({**best[0], "step": best[1], "n": 300}))
+        (out / "validation.json").write_text(json.dumps({**best[0], "step": best[1], "n": len(validation["existence"])}))
         if best[0]["existence"] < LABELER_TARGET:
             print(f"[zoo] WARNING: the labeler reached only {best[0]['existence']:.1%} on validation existence "
                   f"questions (target {LABELER_TARGET:.0%}); its claim checks will be noisy", flush=True)

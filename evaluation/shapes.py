@@ -202,20 +202,20 @@ class ShapesWorld:
     def claim_questions(self, count: int, hard: float = 0.7, split: str = "eval", start: int = 0) -> list[dict]:
         """Balanced yes/no existence questions on ``split`` scenes ``start..``; ``hard`` of the absent ones
         share a colour or shape with a present object."""
-        items = []
-        for i in range(start, start + count):
-            scene = self.scene(split, i)
-            rng = _rng(self.seed, "claims", i)
-            question, answer = existence_question(list(scene.objects), rng, hard=hard, present=i % 2 == 0)
-            items.append({"id": scene.id, "image": scene.render(), "question": question, "label": answer == "Yes."})
-        return items
+        return self._checks(count, split, start, lambda objects, i: existence_question(
+            objects, _rng(self.seed, "claims", i), hard=hard, present=i % 2 == 0))
 
     def attribute_checks(self, count: int, split: str = "eval", start: int = 0) -> list[dict]:
         """Yes/no size and position questions (as the claim splitter asks them) on ``split`` scenes ``start..``."""
+        return self._checks(count, split, start, lambda objects, i: attribute_question(
+            objects, _rng(self.seed, "attribute-checks", i)))
+
+    def _checks(self, count: int, split: str, start: int, ask) -> list[dict]:
+        """Labelled yes/no items: ``ask(objects, index)`` gives one scene's (question, "Yes."/"No.")."""
         items = []
         for i in range(start, start + count):
             scene = self.scene(split, i)
-            question, answer = attribute_question(list(scene.objects), _rng(self.seed, "attribute-checks", i))
+            question, answer = ask(list(scene.objects), i)
             items.append({"id": scene.id, "image": scene.render(), "question": question, "label": answer == "Yes."})
         return items
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import sys
 import threading
-import time
 import tracemalloc
 from pathlib import Path
 
@@ -28,7 +27,8 @@ MB = 1 << 20
 
 def watch(run_dir: Path, top: int, rows: list, stop: threading.Event) -> None:
     previous, seen = tracemalloc.take_snapshot(), set()
-    while not stop.is_set():
+    while True:
+        stopping = stop.is_set()  # one more scan after the run ends: its last eval marker
         for marker in sorted(run_dir.glob("rounds/*/eval/_SUCCESS")):
             if marker in seen:
                 continue
@@ -44,6 +44,8 @@ def watch(run_dir: Path, top: int, rows: list, stop: threading.Event) -> None:
                 print(f"[memory]   {stat.size_diff / 1024:+9.1f} KiB {stat.count_diff:+7d} blocks  {stat.traceback[0]}",
                       flush=True)
             previous = snapshot
+        if stopping:
+            return
         stop.wait(1.0)
 
 
@@ -62,7 +64,6 @@ def main() -> int:
     watcher.start()
     forwarded = [a for a in args.iterate_args if a != "--"]
     code = iterate.main(forwarded + ["--run-dir", args.run_dir])
-    time.sleep(2)  # the last eval marker
     stop.set()
     watcher.join()
     steady = rows[2:]  # rounds 000 and 001 start and load everything

@@ -66,7 +66,6 @@ def test_small_zoo_loads_in_hf_with_vllm_weight_names(small_zoo):
         assert out.shape[1] > inputs["input_ids"].shape[1]
 
 
-
 def test_labeler_keeps_its_best_validated_weights(small_zoo):
     """The saved labeler is the one whose validation accuracy the build recorded."""
     import json
@@ -83,7 +82,6 @@ def test_labeler_keeps_its_best_validated_weights(small_zoo):
         record["n"], split="train", start=50_000_000)) == record["existence"]
     assert yes_no_accuracy(model, build_processor(), world.attribute_checks(
         record["n"], split="train", start=50_000_000)) == record["attributes"]
-
 
 
 def test_the_zoo_is_reproducible_from_its_recipe(tmp_path):
