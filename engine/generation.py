@@ -12,10 +12,12 @@ from dataclasses import dataclass
 
 # On a 2-core CPU: 1 GiB of KV cache (unset, vLLM grabs ~8 GiB), both cores for OpenMP (the default keeps
 # one back), and the engine in-process (3 s start instead of 20 s, 1.2 GB less memory). The CPU backend
-# warns on every request that it keeps its thread binding, so only errors are logged. setdefault keeps
-# whatever a user or a GPU config sets.
+# warns on every request that it keeps its thread binding, so only errors are logged. oneDNN keeps a
+# compiled kernel for each tensor shape it meets, up to 1024 of them: a resident sampler grew 8 MB a round
+# from that cache alone (RELIABILITY.md §6), so it keeps 64. setdefault keeps whatever a user or a GPU
+# config sets.
 CPU_ENV = {"VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_CPU_OMP_THREADS_BIND": "nobind",
-           "VLLM_ENABLE_V1_MULTIPROCESSING": "0", "VLLM_LOGGING_LEVEL": "ERROR"}
+           "VLLM_ENABLE_V1_MULTIPROCESSING": "0", "VLLM_LOGGING_LEVEL": "ERROR", "ONEDNN_PRIMITIVE_CACHE_CAPACITY": "64"}
 YES_WORDS, NO_WORDS = ("yes", "Yes", "YES"), ("no", "No", "NO")
 
 

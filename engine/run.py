@@ -2,7 +2,10 @@
 connects to Ray, walks the rounds and prints the per-round table."""
 from __future__ import annotations
 
+import ctypes
 import importlib.metadata
+import os
+import sys
 import time
 from pathlib import Path
 
@@ -113,6 +116,13 @@ def run(cfg: Config, store: RunStore) -> None:
     from engine.rounds import Rounds
 
     start = time.time()
+    # glibc raises its mmap threshold each time a large block is freed, so later large buffers come from the
+    # heap and leave holes it keeps: the driver grew 5-7 MB a round while malloc's live bytes stayed flat
+    # (RELIABILITY.md §6). Setting the threshold fixes it and turns that adjustment off; an explicit
+    # MALLOC_MMAP_THRESHOLD_ in the environment wins.
+    if sys.platform == "linux" and "MALLOC_MMAP_THRESHOLD_" not in os.environ:
+        M_MMAP_THRESHOLD = -3
+        getattr(ctypes.CDLL(None), "mallopt", lambda *_: 0)(M_MMAP_THRESHOLD, 128 * 1024)
     policy, labeler = resolve_models(cfg)
     connect_ray(cfg)
     rounds = Rounds(cfg, store, policy, labeler, resolve_model=model_resolver(policy))

@@ -5,13 +5,18 @@
 Each time a round's eval finishes (its ``_SUCCESS`` appears) a watcher thread takes a tracemalloc snapshot
 and prints the driver's resident memory (RSS), split into private pages (USS) and shared ones (Ray's object
 store is shared memory the driver maps; its pages count in RSS once touched), the Python heap that
-tracemalloc sees, and the source lines whose live allocations grew most since the previous round. At the
-end it prints the growth per round of each (least-squares slope over rounds 2..N: round 1 starts the
-actors). Private memory that grows while the traced heap stays flat lives in C extensions or the allocator.
+tracemalloc sees, glibc's own account of its heap (``mallinfo2``: bytes in use by malloc's callers, and bytes
+free but still held), Arrow's memory pool, and the source lines whose live allocations grew most since the
+previous round. With ``--trim`` it then hands glibc's free memory back (``malloc_trim(0)``) and prints the
+RSS after it. At the end it prints the growth per round of each (least-squares slope over rounds 2..N: round
+1 starts the actors). Private memory that grows while the traced heap stays flat lives in C extensions or the
+allocator; malloc's in-use bytes growing means live native allocations, its free bytes growing means
+fragmentation.
 """
 from __future__ import annotations
 
 import argparse
+import ctypes
 import sys
 import threading
 import tracemalloc
@@ -23,9 +28,41 @@ from soak import slope  # scripts/ is on the path when a script runs
 
 ROOT = Path(__file__).resolve().parent.parent
 MB = 1 << 20
+LIBC = ctypes.CDLL("libc.so.6")
 
 
-def watch(run_dir: Path, top: int, rows: list, stop: threading.Event) -> None:
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                                     "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+
+LIBC.mallinfo2.restype = MallInfo2
+
+
+def malloc_mb() -> tuple[float, float]:
+    """(in use, free but held) in MB over all of glibc's arenas and its mmapped blocks."""
+    info = LIBC.mallinfo2()
+    return (info.uordblks + info.hblkhd) / MB, info.fordblks / MB
+
+
+def mapped_mb() -> dict[str, float]:
+    """Resident MB by kind of mapping: glibc's main heap, anonymous memory (thread arenas, Python's object
+    arenas, other allocators, stacks), shared memory and files."""
+    kinds, kind = {"heap": 0.0, "anonymous": 0.0, "shm": 0.0, "file": 0.0}, "anonymous"
+    for line in open("/proc/self/smaps"):
+        fields = line.split()
+        if "-" in fields[0]:
+            name = fields[5] if len(fields) > 5 else ""
+            kind = ("heap" if name == "[heap]" else "shm" if name.startswith("/dev/shm")
+                    else "file" if name.startswith("/") else "anonymous")
+        elif fields[0] == "Rss:":
+            kinds[kind] += int(fields[1]) / 1024
+    return kinds
+
+
+def watch(run_dir: Path, top: int, trim: bool, rows: list, stop: threading.Event) -> None:
+    import pyarrow as pa
+
     previous, seen = tracemalloc.take_snapshot(), set()
     while True:
         stopping = stop.is_set()  # one more scan after the run ends: its last eval marker
@@ -37,9 +74,19 @@ def watch(run_dir: Path, top: int, rows: list, stop: threading.Event) -> None:
             memory = psutil.Process().memory_full_info()
             rss, uss, shared = memory.rss / MB, memory.uss / MB, memory.shared / MB
             traced = tracemalloc.get_traced_memory()[0] / MB
-            rows.append((marker.parent.parent.name, rss, traced, uss, shared))
+            in_use, held = malloc_mb()
+            arrow = pa.total_allocated_bytes() / MB
+            mapped = mapped_mb()
+            after = rss
+            if trim:
+                LIBC.malloc_trim(0)
+                after = psutil.Process().memory_info().rss / MB
+            rows.append((marker.parent.parent.name, rss, traced, uss, shared, in_use, held, arrow, *mapped.values(), after))
             print(f"[memory] round {marker.parent.parent.name}: driver RSS {rss:.1f} MB (private {uss:.1f}, shared "
-                  f"{shared:.1f}), traced Python heap {traced:.1f} MB", flush=True)
+                  f"{shared:.1f}), traced Python heap {traced:.1f} MB, malloc in use {in_use:.1f} MB and free "
+                  f"{held:.1f} MB, Arrow pool {arrow:.1f} MB; resident by mapping: "
+                  + ", ".join(f"{k} {v:.1f}" for k, v in mapped.items()) + " MB" + (f", RSS after malloc_trim {after:.1f} MB" if trim else ""),
+                  flush=True)
             for stat in snapshot.compare_to(previous, "lineno")[:top]:
                 print(f"[memory]   {stat.size_diff / 1024:+9.1f} KiB {stat.count_diff:+7d} blocks  {stat.traceback[0]}",
                       flush=True)
@@ -53,6 +100,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run-dir", required=True)
     parser.add_argument("--top", type=int, default=8, help="source lines shown per round")
+    parser.add_argument("--trim", action="store_true", help="malloc_trim(0) after each round's figures")
     parser.add_argument("iterate_args", nargs=argparse.REMAINDER, help="after --: iterate.py's arguments")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
@@ -60,7 +108,7 @@ def main() -> int:
 
     tracemalloc.start(1)
     rows, stop = [], threading.Event()
-    watcher = threading.Thread(target=watch, args=(Path(args.run_dir), args.top, rows, stop), daemon=True)
+    watcher = threading.Thread(target=watch, args=(Path(args.run_dir), args.top, args.trim, rows, stop), daemon=True)
     watcher.start()
     forwarded = [a for a in args.iterate_args if a != "--"]
     code = iterate.main(forwarded + ["--run-dir", args.run_dir])
@@ -68,9 +116,12 @@ def main() -> int:
     watcher.join()
     steady = rows[2:]  # rounds 000 and 001 start and load everything
     if steady:
-        print(f"[memory] growth per round over rounds {steady[0][0]}..{steady[-1][0]}: "
-              f"RSS {slope([r[1] for r in steady]):+.2f} MB (private {slope([r[3] for r in steady]):+.2f} MB, shared "
-              f"{slope([r[4] for r in steady]):+.2f} MB), traced heap {slope([r[2] for r in steady]):+.2f} MB")
+        growth = [slope(list(column)) for column in zip(*(r[1:] for r in steady))]
+        print(f"[memory] growth per round over rounds {steady[0][0]}..{steady[-1][0]}: RSS {growth[0]:+.2f} MB "
+              f"(private {growth[2]:+.2f} MB, shared {growth[3]:+.2f} MB), traced heap {growth[1]:+.2f} MB, malloc in "
+              f"use {growth[4]:+.2f} MB, malloc free {growth[5]:+.2f} MB, Arrow pool {growth[6]:+.2f} MB; by mapping: heap "
+              f"{growth[7]:+.2f}, anonymous {growth[8]:+.2f}, shm {growth[9]:+.2f}, file {growth[10]:+.2f} MB"
+              + (f"; RSS after malloc_trim {growth[11]:+.2f} MB" if args.trim else ""))
     return code
 
 
