@@ -74,6 +74,7 @@ def engine_kwargs(cfg: Config, lora: bool) -> dict:
             "max_lora_rank": max(8, cfg.train.lora_r), "tensor_parallel_size": m.tensor_parallel_size,
             "gpu_memory_utilization": m.gpu_memory_utilization, "trust_remote_code": m.trust_remote_code,
             "enforce_eager": m.enforce_eager, "max_num_batched_tokens": m.max_num_batched_tokens,
+            "mm_processor_cache_gb": m.mm_processor_cache_gb,
             "cpu": cfg.resources.num_gpus_per_actor == 0}
 
 

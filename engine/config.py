@@ -49,6 +49,9 @@ class ModelConfig:
     # vLLM 0.32's CPU sampler crashes ("CPU Generator does not use offset") when a seeded request's prefill
     # is split across steps, so on the CPU a step must hold a whole shard's prefill.
     max_num_batched_tokens: int = 65536
+    # vLLM keeps each new image's processed tensors up to this size; a resident sampler meets new images
+    # every round, so its memory grows until the cache is full (RELIABILITY.md §6). 0 turns it off.
+    mm_processor_cache_gb: float = 4.0
     trust_remote_code: bool = False
 
 
@@ -240,6 +243,7 @@ def _validate(cfg: Config) -> None:
         ("sampling.max_tokens", cfg.sampling.max_tokens < cfg.model.max_model_len,
          f"must be < model.max_model_len ({cfg.model.max_model_len}): the prompt and the answer share the context"),
         ("model.gpu_memory_utilization", 0 < cfg.model.gpu_memory_utilization <= 1, "must be in (0, 1]"),
+        ("model.mm_processor_cache_gb", cfg.model.mm_processor_cache_gb >= 0, "must be >= 0"),
         ("resources.max_restarts", cfg.resources.max_restarts >= 0, "must be >= 0"),
         ("eval.best_metric", cfg.eval.best_metric in BEST_METRICS, f"must be one of {BEST_METRICS}"),
         ("data.path", cfg.data.source != "dataset" or Path(cfg.data.path).exists(),

@@ -36,7 +36,7 @@ class VLLMEngine:
                  enable_lora: bool = False, max_lora_rank: int = 16, tensor_parallel_size: int = 1,
                  gpu_memory_utilization: float = 0.9, enable_prefix_caching: bool = True,
                  trust_remote_code: bool = False, max_logprobs: int = 20, enforce_eager: bool = False,
-                 max_num_batched_tokens: int | None = None, cpu: bool = True):
+                 max_num_batched_tokens: int | None = None, mm_processor_cache_gb: float = 4.0, cpu: bool = True):
         if cpu:
             for key, value in CPU_ENV.items():
                 os.environ.setdefault(key, value)
@@ -53,7 +53,7 @@ class VLLMEngine:
             self.tokenizer = AutoTokenizer.from_pretrained(model, trust_remote_code=trust_remote_code)
         extra = {"distributed_executor_backend": "uni"} if cpu else {}
         if self.multimodal:
-            extra["limit_mm_per_prompt"] = {"image": 1}
+            extra.update(limit_mm_per_prompt={"image": 1}, mm_processor_cache_gb=mm_processor_cache_gb)
         self.llm = LLM(model=model, dtype=dtype, max_model_len=max_model_len, seed=seed, enable_lora=enable_lora,
                        max_lora_rank=max_lora_rank, tensor_parallel_size=tensor_parallel_size,
                        gpu_memory_utilization=gpu_memory_utilization, enable_prefix_caching=enable_prefix_caching,

@@ -6,8 +6,8 @@ Does what the sampler actor does in a round of the soak (scripts/soak.py): sampl
 new prompts and evaluates 50 held-out scenes, with round k's adapter from ``DIR/rounds/k/policy`` when a
 finished run is given (else the base policy). After each round it prints RSS, glibc's live and free-but-held
 bytes (``mallinfo2``) and resident memory by mapping, and at the end their growth per round over rounds
-3..N. ``--no-mm-cache`` turns off vLLM's multimodal processor cache (``mm_processor_cache_gb=0``), which
-keeps each new image's processed tensors. Set ``ONEDNN_PRIMITIVE_CACHE_CAPACITY=1024`` (oneDNN's default)
+3..N. ``--no-mm-cache`` turns off vLLM's multimodal processor cache (``model.mm_processor_cache_gb=0``),
+which keeps each new image's processed tensors. Set ``ONEDNN_PRIMITIVE_CACHE_CAPACITY=1024`` (oneDNN's default)
 to see the sampler as it was before engine/generation.py capped that cache.
 """
 from __future__ import annotations
@@ -29,7 +29,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run-dir", help="a finished run whose round adapters to serve (default: none)")
     parser.add_argument("--rounds", type=int, default=20)
-    parser.add_argument("--no-mm-cache", action="store_true", help="vLLM's mm_processor_cache_gb=0")
+    parser.add_argument("--no-mm-cache", action="store_true", help="model.mm_processor_cache_gb=0")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
     from engine.actors import engine_kwargs
@@ -41,12 +41,10 @@ def main() -> int:
 
     cfg = Config()
     policy, _ = resolve_models(cfg)
+    kwargs = engine_kwargs(cfg, lora=args.run_dir is not None)
     if args.no_mm_cache:
-        import vllm
-
-        init = vllm.LLM.__init__
-        vllm.LLM.__init__ = lambda self, *a, **k: init(self, *a, mm_processor_cache_gb=0, **k)
-    engine = VLLMEngine(policy, **engine_kwargs(cfg, lora=args.run_dir is not None))
+        kwargs["mm_processor_cache_gb"] = 0
+    engine = VLLMEngine(policy, **kwargs)
     world = ShapesWorld(cfg.data.world_seed, cfg.data.prior)
     rows = []
     for k in range(1, args.rounds + 1):

@@ -171,9 +171,11 @@ def test_answers_longer_than_the_context_are_refused_up_front():
         load_config(CONFIG, ["sampling.max_tokens=4096", "model.max_model_len=512"])
 
 
-def test_impossible_gpu_memory_fraction_is_refused():
+def test_impossible_engine_memory_settings_are_refused():
     with pytest.raises(ConfigError, match="model.gpu_memory_utilization"):
         load_config(CONFIG, ["model.gpu_memory_utilization=3"])
+    with pytest.raises(ConfigError, match="model.mm_processor_cache_gb"):
+        load_config(CONFIG, ["model.mm_processor_cache_gb=-1"])
 
 
 def test_bad_config_on_the_command_line_fails_before_any_work(tmp_path):
