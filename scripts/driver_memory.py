@@ -75,18 +75,15 @@ def watch(run_dir: Path, top: int, trim: bool, rows: list, stop: threading.Event
             rss, uss, shared = memory.rss / MB, memory.uss / MB, memory.shared / MB
             traced = tracemalloc.get_traced_memory()[0] / MB
             in_use, held = malloc_mb()
-            arrow = pa.total_allocated_bytes() / MB
-            mapped = mapped_mb()
-            after = rss
+            figures = {"RSS": rss, "private": uss, "shared": shared, "traced Python heap": traced,
+                       "malloc in use": in_use, "malloc free": held, "Arrow pool": pa.total_allocated_bytes() / MB,
+                       **{f"{kind} mapping": mb for kind, mb in mapped_mb().items()}}
             if trim:
                 LIBC.malloc_trim(0)
-                after = psutil.Process().memory_info().rss / MB
-            rows.append((marker.parent.parent.name, rss, traced, uss, shared, in_use, held, arrow, *mapped.values(), after))
-            print(f"[memory] round {marker.parent.parent.name}: driver RSS {rss:.1f} MB (private {uss:.1f}, shared "
-                  f"{shared:.1f}), traced Python heap {traced:.1f} MB, malloc in use {in_use:.1f} MB and free "
-                  f"{held:.1f} MB, Arrow pool {arrow:.1f} MB; resident by mapping: "
-                  + ", ".join(f"{k} {v:.1f}" for k, v in mapped.items()) + " MB" + (f", RSS after malloc_trim {after:.1f} MB" if trim else ""),
-                  flush=True)
+                figures["RSS after malloc_trim"] = psutil.Process().memory_info().rss / MB
+            rows.append((marker.parent.parent.name, figures))
+            print(f"[memory] round {marker.parent.parent.name} (MB): "
+                  + ", ".join(f"{name} {mb:.1f}" for name, mb in figures.items()), flush=True)
             for stat in snapshot.compare_to(previous, "lineno")[:top]:
                 print(f"[memory]   {stat.size_diff / 1024:+9.1f} KiB {stat.count_diff:+7d} blocks  {stat.traceback[0]}",
                       flush=True)
@@ -116,12 +113,8 @@ def main() -> int:
     watcher.join()
     steady = rows[2:]  # rounds 000 and 001 start and load everything
     if steady:
-        growth = [slope(list(column)) for column in zip(*(r[1:] for r in steady))]
-        print(f"[memory] growth per round over rounds {steady[0][0]}..{steady[-1][0]}: RSS {growth[0]:+.2f} MB "
-              f"(private {growth[2]:+.2f} MB, shared {growth[3]:+.2f} MB), traced heap {growth[1]:+.2f} MB, malloc in "
-              f"use {growth[4]:+.2f} MB, malloc free {growth[5]:+.2f} MB, Arrow pool {growth[6]:+.2f} MB; by mapping: heap "
-              f"{growth[7]:+.2f}, anonymous {growth[8]:+.2f}, shm {growth[9]:+.2f}, file {growth[10]:+.2f} MB"
-              + (f"; RSS after malloc_trim {growth[11]:+.2f} MB" if args.trim else ""))
+        print(f"[memory] growth per round over rounds {steady[0][0]}..{steady[-1][0]} (MB): " + ", ".join(
+            f"{name} {slope([figures[name] for _, figures in steady]):+.2f}" for name in steady[0][1]))
     return code
 
 

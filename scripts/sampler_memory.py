@@ -53,13 +53,14 @@ def main() -> int:
         start = time.time()
         engine.generate(items, n=4, temperature=1.0, max_tokens=96, seeds=list(range(32)), adapter=adapter)
         evaluate_model(engine, world, 50, adapter)
-        rss, (in_use, held), mapped = psutil.Process().memory_info().rss / MB, malloc_mb(), mapped_mb()
-        rows.append((rss, in_use, held, mapped["heap"], mapped["anonymous"]))
-        print(f"[sampler] round {k}: {time.time() - start:.1f}s, RSS {rss:.1f} MB, malloc in use {in_use:.1f} MB and "
-              f"free {held:.1f} MB, heap {mapped['heap']:.1f} MB, anonymous {mapped['anonymous']:.1f} MB", flush=True)
-    growth = [slope(list(column)) for column in zip(*rows[2:])]
-    print(f"[sampler] growth per round over rounds 3..{args.rounds}: RSS {growth[0]:+.2f} MB, malloc in use "
-          f"{growth[1]:+.2f} MB, malloc free {growth[2]:+.2f} MB, heap {growth[3]:+.2f} MB, anonymous {growth[4]:+.2f} MB")
+        (in_use, held), mapped = malloc_mb(), mapped_mb()
+        figures = {"RSS": psutil.Process().memory_info().rss / MB, "malloc in use": in_use, "malloc free": held,
+                   "heap mapping": mapped["heap"], "anonymous mapping": mapped["anonymous"]}
+        rows.append(figures)
+        print(f"[sampler] round {k}: {time.time() - start:.1f}s (MB): "
+              + ", ".join(f"{name} {mb:.1f}" for name, mb in figures.items()), flush=True)
+    print(f"[sampler] growth per round over rounds 3..{args.rounds} (MB): "
+          + ", ".join(f"{name} {slope([r[name] for r in rows[2:]]):+.2f}" for name in rows[0]))
     return 0
 
 
