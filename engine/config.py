@@ -41,6 +41,7 @@ class ModelConfig:
     """The policy (a HF VLM folder, or ``zoo``) and how vLLM serves it (dtype, context, parallelism)."""
     policy: str = "zoo"
     zoo: str = "full"  # full | small: which zoo recipe ``zoo`` paths refer to
+    zoo_seed: int = 0  # the zoo recipe's seed (the shipped zoo is seed 0; another seed is built on first use)
     dtype: str = "float32"
     max_model_len: int = 512
     tensor_parallel_size: int = 1
@@ -133,6 +134,11 @@ class TrainConfig:
     threads: int = 1
     loss: str = "sigmoid"
     save_steps: int = 20
+    # With loss sigmoid: weight of TRL's "sft" term (token-averaged NLL of the chosen answer; RLAIF-V's
+    # optional NLL term) beside DPO, and LD-DPO's alpha (TRL's ld_alpha): the weight of the tokens past the
+    # shorter answer's length in both log-probs, 1.0 being plain DPO. docs/recipe.md says why the default uses them.
+    sft_weight: float = 0.0
+    ld_alpha: float = 1.0
 
 
 @dataclass
@@ -239,6 +245,10 @@ def _validate(cfg: Config) -> None:
         ("sampling.n", cfg.sampling.n >= 2 or cfg.feedback.source != "rlaifv", "RLAIF-V needs >= 2 samples per prompt"),
         ("train.beta", cfg.train.beta > 0, "must be > 0"),
         ("train.lr", 0 < cfg.train.lr < 1, "must be in (0, 1)"),
+        ("train.sft_weight", cfg.train.sft_weight >= 0, "must be >= 0"),
+        ("train.ld_alpha", 0 <= cfg.train.ld_alpha <= 1, "must be in [0, 1]"),
+        ("train.sft_weight", cfg.train.loss == "sigmoid" or (cfg.train.sft_weight == 0 and cfg.train.ld_alpha == 1),
+         "sft_weight and ld_alpha apply to train.loss=sigmoid only"),
         ("data.prior", 0 <= cfg.data.prior <= 1, "must be in [0, 1]"),
         ("sampling.max_tokens", cfg.sampling.max_tokens < cfg.model.max_model_len,
          f"must be < model.max_model_len ({cfg.model.max_model_len}): the prompt and the answer share the context"),

@@ -1,15 +1,20 @@
 """Evaluation of zoo models through vLLM: the policy's hallucination figures and the labeler's accuracy.
 
-``python -m engine.evaluate [--small]`` builds the zoo if needed and prints both; it is what the README's
-demo runs until the alignment loop lands.
+``python -m engine.evaluate [--small] [--seed N]`` builds (or finds) the zoo and prints both.
+``python -m engine.evaluate --run RUN --world-seed S`` judges every round's policy of a finished run on the
+held-out scenes of another ShapesWorld world seed (a world the recipe was never tuned on).
 """
 from __future__ import annotations
 
 import argparse
+import json
 import time
+from pathlib import Path
+
+import yaml
 
 from engine.generation import Adapter, VLLMEngine
-from engine.zoo import FULL, SMALL, build_zoo
+from engine.zoo import build_zoo, zoo_recipe
 from evaluation.heldout import evaluate_policy, format_metrics, greedy_handles
 from evaluation.shapes import ShapesWorld
 from feedback.labelers import QUESTION_SUFFIX
@@ -31,12 +36,42 @@ def labeler_accuracy(engine: VLLMEngine, world: ShapesWorld, count: int, hard: f
     return result
 
 
+def evaluate_run(run: Path, world_seed: int, count: int) -> list[dict]:
+    """Every round's policy of ``run`` on ``count`` held-out scenes of world ``world_seed``, as rows of figures."""
+    from engine.actors import engine_kwargs
+    from engine.config import config_from_dict
+    from engine.rounds import policy_adapter
+    from engine.run import resolve_models
+
+    cfg = config_from_dict(yaml.safe_load((run / "config.yaml").read_text()))
+    policy, _ = resolve_models(cfg)
+    engine = VLLMEngine(policy, **engine_kwargs(cfg, lora=True))
+    world = ShapesWorld(world_seed, cfg.data.prior)
+    rows = []
+    for k in range(cfg.run.rounds + 1):
+        if k and not (run / "rounds" / f"{k:03d}" / "policy").is_dir():
+            break
+        metrics, _ = evaluate_model(engine, world, count, policy_adapter(run / "rounds" / f"{k:03d}" / "policy", k), cfg.run.seed)
+        rows.append({"round": k, **{key: metrics[key] for key in ("chair_s", "chair_i", "recall", "pope_f1", "n")}})
+        print(f"[eval] {run} round {k} on world {world_seed}: {format_metrics(metrics)}", flush=True)
+    return rows
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--small", action="store_true", help="the fast mechanics-test zoo instead of the full one")
+    parser.add_argument("--seed", type=int, default=0, help="the zoo recipe's seed")
     parser.add_argument("--n", type=int, default=300, help="held-out images and labeler questions")
+    parser.add_argument("--run", type=Path, help="judge every round's policy of this run directory instead")
+    parser.add_argument("--world-seed", type=int, default=0, help="with --run: the world whose held-out scenes judge")
+    parser.add_argument("--json", type=Path, help="with --run: also write the rows here")
     args = parser.parse_args(argv)
-    recipe = SMALL if args.small else FULL
+    if args.run:
+        rows = evaluate_run(args.run, args.world_seed, args.n)
+        if args.json:
+            args.json.write_text(json.dumps(rows, indent=1))
+        return
+    recipe = zoo_recipe("small" if args.small else "full", args.seed)
     start = time.time()
     paths = build_zoo(recipe)
     print(f"[demo] zoo ready in {time.time() - start:.0f}s: {paths['policy'].parent}", flush=True)

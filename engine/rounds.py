@@ -86,10 +86,7 @@ class Rounds:
 
     def adapter(self, round_index: int) -> Adapter | None:
         """Policy k as a vLLM adapter (None: the base model, round 0 or a round that trained nothing)."""
-        path = self.store.stage_dir(round_index, "policy")
-        if round_index == 0 or not (path / "adapter_config.json").exists():
-            return None
-        return Adapter(str(path.resolve()), derive_seed(str(path.resolve())) % 1_000_000 + 1)
+        return policy_adapter(self.store.stage_dir(round_index, "policy"), round_index)
 
     # ---- model handles for the source's stages --------------------------------------------------------
     @contextmanager
@@ -235,7 +232,7 @@ class Rounds:
                 figures = ray.get([trainer.train.remote(
                     base_model=self.policy, pairs_dir=str(pairs_dir), out_dir=str(tmp),
                     previous_adapter=previous.path if previous else None, reference=t.reference, beta=t.beta,
-                    lr=t.lr, epochs=t.epochs, batch_size=t.batch_size, lora_r=t.lora_r, lora_alpha=t.lora_alpha,
+                    lr=t.lr, sft_weight=t.sft_weight, ld_alpha=t.ld_alpha, epochs=t.epochs, batch_size=t.batch_size, lora_r=t.lora_r, lora_alpha=t.lora_alpha,
                     threads=t.threads, seed=derive_seed(self.cfg.run.seed, k, "train"),
                     use_cpu=self.cfg.resources.num_gpus_per_actor == 0, dtype=self.cfg.model.dtype, rank=rank,
                     **group, **resumable)
@@ -261,6 +258,13 @@ class Rounds:
         self._finish(k, "eval", start, {key: metrics[key] for key in ("chair_s", "chair_i", "recall", "pope_f1", "n")})
         self.log(f"[round {k:03d}] {format_metrics(metrics)}")
         self.report()  # here, not per round(): a resumed run does not redraw the rounds it had finished
+
+
+def policy_adapter(path: Path, round_index: int) -> Adapter | None:
+    """A round's policy folder as a vLLM adapter with an id of its own (None: the base model)."""
+    if round_index == 0 or not (path / "adapter_config.json").exists():
+        return None
+    return Adapter(str(path.resolve()), derive_seed(str(path.resolve())) % 1_000_000 + 1)
 
 
 def dataset_options(cfg: Config) -> dict:

@@ -78,9 +78,9 @@ def prepare_run(cfg: Config, run_dir: Path, force: bool = False, resume_from: in
 
 def resolve_models(cfg: Config) -> tuple[str, str]:
     """Model paths; ``zoo`` builds (or finds cached) the tiny ShapesWorld models."""
-    from engine.zoo import FULL, SMALL, build_zoo
+    from engine.zoo import zoo_recipe, build_zoo
 
-    zoo = build_zoo(FULL if cfg.model.zoo == "full" else SMALL) if "zoo" in (cfg.model.policy, cfg.feedback.labeler_model) else {}
+    zoo = build_zoo(zoo_recipe(cfg.model.zoo, cfg.model.zoo_seed)) if "zoo" in (cfg.model.policy, cfg.feedback.labeler_model) else {}
     policy = str(zoo["policy"]) if cfg.model.policy == "zoo" else cfg.model.policy
     labeler = str(zoo["labeler"]) if cfg.feedback.labeler_model == "zoo" else cfg.feedback.labeler_model
     return policy, labeler

@@ -40,7 +40,7 @@ def load_pairs(pairs_dir: str | Path):
 
 
 def train_dpo(base_model: str, pairs_dir: str | Path, out_dir: str | Path, *, previous_adapter: str | None,
-              reference: str, beta: float, lr: float, epochs: int, batch_size: int, lora_r: int, lora_alpha: int,
+              reference: str, beta: float, lr: float, epochs: int, sft_weight: float = 0.0, ld_alpha: float = 1.0, batch_size: int, lora_r: int, lora_alpha: int,
               threads: int, seed: int, use_cpu: bool = True, loss: str = "sigmoid",
               checkpoint_dir: str | Path | None = None, save_steps: int = 0, rank: int = 0, world_size: int = 1,
               master: str = "127.0.0.1:29500", dtype: str = "float32") -> dict:
@@ -54,6 +54,9 @@ def train_dpo(base_model: str, pairs_dir: str | Path, out_dir: str | Path, *, pr
     group (gloo on CPU, NCCL on GPUs) and each trains on 1/world_size of every step's batches, so the
     global batch is ``world_size * batch_size`` rows (or groups' worth). Rank 0 writes ``out_dir``. A
     process joins at most one group in its life (accelerate keeps its state per process).
+
+    ``sft_weight`` adds TRL's "sft" term (mean NLL of the chosen tokens) to the sigmoid loss; ``ld_alpha`` < 1
+    is LD-DPO (TRL's ``ld_alpha``): tokens past the shorter answer's length count that much in both log-probs.
 
     ``dtype`` (``model.dtype``) is the base model's dtype on GPUs, with bf16 mixed precision for bfloat16; on
     the CPU training stays in float32 (DESIGN.md §4). PEFT keeps the LoRA weights themselves in float32.
@@ -89,7 +92,9 @@ def train_dpo(base_model: str, pairs_dir: str | Path, out_dir: str | Path, *, pr
     scratch = tempfile.mkdtemp(prefix="candor-dpo-")
     saving = bool(checkpoint_dir) and save_steps > 0
     args = DPOConfig(output_dir=str(checkpoint_dir) if saving else scratch, per_device_train_batch_size=per_step,
-                     num_train_epochs=epochs, learning_rate=lr, beta=beta, loss_type=["sigmoid"], max_length=None,
+                     num_train_epochs=epochs, learning_rate=lr, beta=beta, max_length=None,
+                     loss_type=["sigmoid", "sft"] if sft_weight else ["sigmoid"],
+                     loss_weights=[1.0, sft_weight] if sft_weight else None, ld_alpha=None if ld_alpha == 1 else ld_alpha,
                      bf16=not use_cpu and dtype == "bfloat16", use_cpu=use_cpu, gradient_checkpointing=False, report_to=[],
                      save_strategy="steps" if saving else "no", save_steps=max(1, save_steps), save_total_limit=1,
                      remove_unused_columns=loss == "sigmoid", logging_steps=1, seed=seed, data_seed=seed,

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from engine.zoo_files import MANIFEST, SHIPPED, install_shipped, verify, write_manifest
 from evaluation.shapes import IMAGE_SIZE, ShapesWorld, grammar_text
 from feedback.labelers import QUESTION_SUFFIX
 
@@ -52,7 +53,7 @@ class ZooRecipe:
     seed: int = 0
     prior: float = 0.6
     policy_steps: int = 2200
-    labeler_steps: int = 2000  # fine-tuned from the policy: a captioner's eyes, then clean yes/no checks
+    labeler_steps: int = 3000  # fine-tuned from the policy: a captioner's eyes, then clean yes/no checks
     labeler_validate_every: int = 250  # the labeler keeps its best weights on validation claim questions
     batch_size: int = 32
     lr: float = 1e-3
@@ -60,8 +61,8 @@ class ZooRecipe:
     layers: int = 2
     head_dim: int = 32
     # Bump a model's version when the code changes what its recipe produces.
-    policy_version: int = 3
-    labeler_version: int = 6
+    policy_version: int = 4
+    labeler_version: int = 7
 
     def key(self, kind: str) -> str:
         """Hash of the fields that shape one model; the labeler starts from the policy, so it hashes both."""
@@ -74,6 +75,11 @@ class ZooRecipe:
 FULL = ZooRecipe()
 # Mechanics tests only need models that load, generate and train; quality is not asserted on them.
 SMALL = ZooRecipe(policy_steps=250, labeler_steps=100, labeler_validate_every=50)
+
+
+def zoo_recipe(size: str = "full", seed: int = 0) -> ZooRecipe:
+    """The recipe named by ``model.zoo`` (full | small) with ``model.zoo_seed``."""
+    return dataclasses.replace(FULL if size == "full" else SMALL, seed=seed)
 
 
 def build_tokenizer():
@@ -150,9 +156,9 @@ def training_batch(processor, examples):
     return {**enc, "labels": labels, "pixel_values": pixel_values([im for im, _, _ in examples])}
 
 
-def yes_no_accuracy(model, processor, items: list[dict], batch_size: int = 100) -> float:
+def yes_no_accuracy(model, processor, items: list[dict], batch_size: int = 100, suffix: str = QUESTION_SUFFIX) -> float:
     """Share of labelled yes/no items (``claim_questions``, ``attribute_checks``) whose "Yes" logit beats
-    "No" after the labeler's prompt."""
+    "No" after the question and ``suffix`` (the labeler's prompt by default; POPE asks without it)."""
     tokenizer = processor.tokenizer
     yes, no = tokenizer.convert_tokens_to_ids("Yes"), tokenizer.convert_tokens_to_ids("No")
     correct, side = 0, tokenizer.padding_side
@@ -161,7 +167,7 @@ def yes_no_accuracy(model, processor, items: list[dict], batch_size: int = 100) 
     with torch.no_grad():
         for i in range(0, len(items), batch_size):
             chunk = items[i:i + batch_size]
-            prompts = [chat_prompt(processor, it["question"] + QUESTION_SUFFIX).replace("<image>", "<image>" * IMAGE_TOKENS)
+            prompts = [chat_prompt(processor, it["question"] + suffix).replace("<image>", "<image>" * IMAGE_TOKENS)
                        for it in chunk]
             logits = model(**tokenizer(prompts, return_tensors="pt", padding=True),
                            pixel_values=pixel_values([it["image"] for it in chunk])).logits[:, -1]
@@ -216,6 +222,11 @@ def train(kind: str, recipe: ZooRecipe, out: Path, init: Path | None = None, log
                   + ", ".join(f"{name} {value:.1%}" for name, value in scores.items()), flush=True)
             if sum(scores.values()) > sum(best[0].values()):
                 best = (scores, step + 1, {k: v.detach().clone() for k, v in model.state_dict().items()})
+    if kind == "policy":  # POPE asks the policy without the labeler's suffix; a plateaued policy says "No." to all
+        accuracy = yes_no_accuracy(model, processor, world.claim_questions(300, split="train", start=50_000_000), suffix="")
+        print(f"[zoo] policy: {accuracy:.1%} on 300 validation existence questions (POPE's phrasing)", flush=True)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "validation.json").write_text(json.dumps({"existence": accuracy, "n": 300}))
     if validation:
         model.load_state_dict(best[2])
         out.mkdir(parents=True, exist_ok=True)
@@ -239,14 +250,21 @@ def save(model, processor, out: Path) -> None:
     save_file(renamed, weights, metadata={"format": "pt"})
 
 
-def build_zoo(recipe: ZooRecipe = FULL, cache: Path = CACHE) -> dict[str, Path]:
-    """Returns {'policy': path, 'labeler': path}, training what is not cached: the policy, then the labeler
-    from it. Each trains in its own process on every core, so the caller's threads and memory stay as
-    they were."""
+def build_zoo(recipe: ZooRecipe = FULL, cache: Path = CACHE, shipped: Path | None = SHIPPED) -> dict[str, Path]:
+    """Returns {'policy': path, 'labeler': path} in ``cache``: a cached model is checked against its manifest, a
+    shipped one (engine/zoo_files.py) is checked and copied, any other is trained: the policy, then the labeler
+    from it. Each trains in its own process on every core, so the caller's threads and memory stay as they
+    were. ``shipped=None`` ignores the shipped copies (a rebuild)."""
     paths = {kind: cache / "zoo" / f"{kind}-{recipe.key(kind)}" for kind in ("policy", "labeler")}
+    stamp = dataclasses.asdict(recipe)
     context = multiprocessing.get_context("spawn")
+    started = time.time()
     for kind, path in paths.items():
         if (path / "_SUCCESS").exists():
+            if (path / MANIFEST).exists():  # caches written before manifests existed are trusted as they are
+                verify(path, stamp)
+            continue
+        if shipped is not None and install_shipped(path.name, stamp, path, shipped):
             continue
         start = time.time()
         print(f"[zoo] building the {kind} ({recipe})", flush=True)
@@ -258,11 +276,12 @@ def build_zoo(recipe: ZooRecipe = FULL, cache: Path = CACHE) -> dict[str, Path]:
         worker.join()
         if worker.exitcode != 0:
             raise RuntimeError(f"zoo build failed for the {kind} (exit code {worker.exitcode}; see the log above)")
-        (tmp / "recipe.json").write_text(json.dumps(dataclasses.asdict(recipe), indent=1))
+        (tmp / "recipe.json").write_text(json.dumps(stamp, indent=1))
+        write_manifest(tmp)
         (tmp / "_SUCCESS").write_text(f"{time.time() - start:.1f}\n")
         shutil.rmtree(path, ignore_errors=True)
         tmp.rename(path)
-        print(f"[zoo] built the {kind} in {time.time() - start:.0f}s", flush=True)
+        print(f"[zoo] built the {kind} in {time.time() - start:.0f}s (zoo so far {time.time() - started:.0f}s)", flush=True)
     return paths
 
 
@@ -309,3 +328,35 @@ def smollm2_model(cache: Path = CACHE) -> Path:
         tmp.rename(out)
     return out
 
+
+
+def main(argv=None) -> None:
+    """``python -m engine.zoo [--small] [--seed N] [--rebuild] [--ship]``: builds (or checks) a zoo and prints where
+    it is and how long it took; ``--rebuild`` trains it again into a fresh folder of the cache, ``--ship``
+    copies the built full and small zoos of seed 0 into the repository's ``zoo/``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--small", action="store_true", help="the mechanics-test recipe instead of the full one")
+    parser.add_argument("--seed", type=int, default=0, help="the recipe's seed (its world and initialisation)")
+    parser.add_argument("--rebuild", action="store_true", help="train again, ignoring the cache and the shipped copy")
+    parser.add_argument("--ship", action="store_true", help="copy the seed-0 full and small zoos into zoo/")
+    args = parser.parse_args(argv)
+    if args.ship:
+        from engine.zoo_files import ship
+
+        folders = [path for size in ("full", "small") for path in build_zoo(zoo_recipe(size)).values()]
+        for path in ship(folders):
+            print(f"[zoo] shipped {path}")
+        return
+    recipe = zoo_recipe("small" if args.small else "full", args.seed)
+    cache = CACHE
+    if args.rebuild:
+        cache = CACHE / "rebuild" / time.strftime("%Y%m%d-%H%M%S")
+    start = time.time()
+    paths = build_zoo(recipe, cache, shipped=None if args.rebuild else SHIPPED)
+    print(f"[zoo] ready in {time.time() - start:.0f}s: " + ", ".join(f"{k} {v}" for k, v in paths.items()))
+
+
+if __name__ == "__main__":
+    main()

@@ -91,7 +91,38 @@ def test_the_zoo_is_reproducible_from_its_recipe(tmp_path):
     from engine.zoo import build_zoo
 
     tiny = dataclasses.replace(SMALL, policy_steps=6, labeler_steps=6, labeler_validate_every=3)
-    first, second = build_zoo(tiny, cache=tmp_path / "a"), build_zoo(tiny, cache=tmp_path / "b")
+    first, second = build_zoo(tiny, tmp_path / "a", shipped=None), build_zoo(tiny, tmp_path / "b", shipped=None)
     for kind in ("policy", "labeler"):
         a, b = load_file(first[kind] / "model.safetensors"), load_file(second[kind] / "model.safetensors")
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), kind
+
+
+def test_a_shipped_zoo_is_verified_installed_and_rebuilt_when_damaged(tmp_path, capsys):
+    """The repository's zoo/ copy is installed without training when its manifest and recipe stamp check out; a
+    truncated weights file is named and the model rebuilt; a cache altered after install is refused by name."""
+    import pytest
+
+    from engine.zoo import build_zoo
+    from engine.zoo_files import ZooIntegrityError, ship
+
+    tiny = dataclasses.replace(SMALL, policy_steps=4, labeler_steps=4, labeler_validate_every=2)
+    built = build_zoo(tiny, tmp_path / "built", shipped=None)
+    shipped = tmp_path / "shipped"
+    shipped.mkdir()
+    ship(list(built.values()), shipped)
+    capsys.readouterr()
+    installed = build_zoo(tiny, tmp_path / "fresh", shipped=shipped)
+    assert "building" not in capsys.readouterr().out
+    for kind in ("policy", "labeler"):
+        assert (installed[kind] / "model.safetensors").read_bytes() == (built[kind] / "model.safetensors").read_bytes()
+
+    weights = shipped / built["labeler"].name / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-10])
+    rebuilt = build_zoo(tiny, tmp_path / "other", shipped=shipped)
+    out = capsys.readouterr().out
+    assert f"{weights}: content differs" in out and "building the labeler" in out and "building the policy" not in out
+    assert (rebuilt["labeler"] / "model.safetensors").read_bytes() == (built["labeler"] / "model.safetensors").read_bytes()
+
+    (installed["policy"] / "config.json").write_text("{}")
+    with pytest.raises(ZooIntegrityError, match="config.json: content differs"):
+        build_zoo(tiny, tmp_path / "fresh", shipped=shipped)

@@ -1,0 +1,83 @@
+"""What a ShapesWorld run's rounds teach and where their hallucinations come from.
+
+    python scripts/diagnose_run.py RUN [RUN ...]
+
+Per round: the pairs (count, mean words of chosen and rejected, mean score margin, share whose rejected answer
+names a partner object of the language prior that the chosen one does not), the DPO figures, and the held-out
+answers (words, CHAIR-i, and each hallucinated mention classed as a *partner* of a present object, the
+language prior's doing, or *other*, a perception error). The figures behind docs/recipe.md.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from engine.store import RunStore
+from evaluation.shapes import ShapesWorld, partner
+
+
+def _text(message: list[dict]) -> str:
+    return " ".join(c["text"] for m in message for c in m["content"] if c.get("text"))
+
+
+def pair_figures(store: RunStore, k: int, vocab) -> dict:
+    prompts = {p["id"]: p for p in store.read(k, "prompts")}
+    pairs = store.read(k, "pairs")
+    if not pairs:
+        return {"pairs": 0}
+    partner_pairs, chosen_words, rejected_words, margins = 0, [], [], []
+    for row in pairs:
+        chosen, rejected = _text(row["chosen"]), _text(row["rejected"])
+        gt = set(prompts[row["prompt_id"]]["gt_objects"])
+        partners = {partner(o) for o in gt} - gt
+        partner_pairs += bool(partners & (set(vocab.mentions(rejected)) - set(vocab.mentions(chosen))))
+        chosen_words.append(len(chosen.split()))
+        rejected_words.append(len(rejected.split()))
+        margins.append(row["chosen_score"] - row["rejected_score"])
+    n = len(pairs)
+    return {"pairs": n, "chosen_words": sum(chosen_words) / n, "rejected_words": sum(rejected_words) / n,
+            "chosen_shorter": sum(c < r for c, r in zip(chosen_words, rejected_words)) / n,
+            "margin": sum(margins) / n, "partner_pairs": partner_pairs / n}
+
+
+def eval_figures(run: Path, k: int, vocab) -> dict:
+    rows = [json.loads(line) for line in (run / f"rounds/{k:03d}/eval/responses.jsonl").read_text().splitlines()]
+    mentions = partner_errors = other_errors = words = 0
+    for row in rows:
+        gt = set(row["gt_objects"])
+        partners = {partner(o) for o in gt}
+        found = vocab.mentions(row["response"])
+        mentions += len(found)
+        partner_errors += sum(o not in gt and o in partners for o in found)
+        other_errors += sum(o not in gt and o not in partners for o in found)
+        words += len(row["response"].split())
+    return {"words": words / len(rows), "chair_i": (partner_errors + other_errors) / max(1, mentions),
+            "partner_share": partner_errors / max(1, partner_errors + other_errors),
+            "hallucinated": partner_errors + other_errors}
+
+
+def main(runs: list[str]) -> None:
+    vocab = ShapesWorld.vocabulary()
+    print("| run | round | pairs | chosen / rejected words | chosen shorter | margin | partner pairs | DPO loss first→last "
+          "| reward acc | answer words | CHAIR-i | partner share of hallucinations |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for run in map(Path, runs):
+        store = RunStore(run)
+        train = {m["round"]: m for m in store.metrics() if m.get("stage") == "train"}
+        k = 0
+        while (run / f"rounds/{k:03d}/eval/responses.jsonl").exists():
+            e = eval_figures(run, k, vocab)
+            p = pair_figures(store, k, vocab) if k and store.is_done(k, "pairs") else {"pairs": 0}
+            t = train.get(k, {})
+            pairs = (f"{p['pairs']} | {p['chosen_words']:.1f} / {p['rejected_words']:.1f} | {p['chosen_shorter']:.0%} | "
+                     f"{p['margin']:.2f} | {p['partner_pairs']:.0%}") if p["pairs"] else "- | - | - | - | -"
+            loss = f"{t['loss_first']:.3f}→{t['loss_last']:.3f}" if t.get("loss_first") is not None else "-"
+            acc = f"{t['reward_accuracy']:.2f}" if t.get("reward_accuracy") is not None else "-"
+            print(f"| {run.name} | {k} | {pairs} | {loss} | {acc} | {e['words']:.1f} | {e['chair_i']:.1%} | "
+                  f"{e['partner_share']:.0%} of {e['hallucinated']} |")
+            k += 1
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
