@@ -28,24 +28,6 @@ def read_json(path: Path):
         raise InputError(f"{path}: invalid JSON at line {err.lineno}: {err.msg}") from None
 
 
-def read_jsonl(path: Path) -> list[dict]:
-    """One JSON object per non-blank line (POPE's question files, prompt files)."""
-    if not path.is_file():
-        raise InputError(f"{path}: file not found")
-    rows = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise InputError(f"{path}:{lineno}: invalid JSON: {err.msg}") from None
-        if not isinstance(row, dict):
-            raise InputError(f"{path}:{lineno}: expected a JSON object")
-        rows.append(row)
-    return rows
-
-
 def image_id_of(name: str) -> int | None:
     """COCO's image id from a file name ("COCO_val2014_000000310196.jpg" -> 310196), None when it has none."""
     match = _COCO_ID.search(Path(name).name)

@@ -172,6 +172,22 @@ def chair(responses: list[str], gt_objects: list[list[str]], vocab: ObjectVocabu
             "recall": safe_ratio(covered, truth), "n": len(responses), "mentions": mentions, "hallucinated": hallucinated}
 
 
+def read_jsonl(path: Path) -> list[tuple[int, dict]]:
+    """(line number, object) for each non-blank line of a JSONL file; InputError naming file and line otherwise."""
+    rows = []
+    for lineno, line in enumerate(read_text_file(path).splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise InputError(f"{path}:{lineno}: invalid JSON: {err.msg}") from None
+        if not isinstance(row, dict):
+            raise InputError(f"{path}:{lineno}: expected a JSON object")
+        rows.append((lineno, row))
+    return rows
+
+
 def load_annotations(path) -> list[dict]:
     """Reads a JSONL file of ``{'id', 'gt_objects', 'response'}`` records (an eval's responses.jsonl).
 
@@ -180,15 +196,7 @@ def load_annotations(path) -> list[dict]:
     """
     path = Path(path)
     records = []
-    for lineno, line in enumerate(read_text_file(path).splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise InputError(f"{path}:{lineno}: invalid JSON: {err.msg}") from None
-        if not isinstance(record, dict):
-            raise InputError(f"{path}:{lineno}: expected a JSON object")
+    for lineno, record in read_jsonl(path):
         missing = [key for key in ("id", "gt_objects", "response") if key not in record]
         if missing:
             raise InputError(f"{path}:{lineno}: missing field {', '.join(map(repr, missing))}")

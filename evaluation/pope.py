@@ -9,8 +9,9 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from evaluation.coco import CocoAnnotations, read_jsonl
-from evaluation.hallucination import InputError, cooccurrence_stats, parse_yes_no, pope_questions, pope_scores
+from evaluation.coco import CocoAnnotations
+from evaluation.hallucination import (InputError, cooccurrence_stats, parse_yes_no, pope_questions, pope_scores,
+                                      read_jsonl)
 
 POPE_SETTINGS = ("random", "popular", "adversarial")
 
@@ -34,13 +35,13 @@ def answer_parser(rule: str):
 def read_questions(path: str | Path) -> list[dict]:
     """A released POPE question file; every line needs ``image``, ``text`` and a ``label`` of yes or no."""
     rows = read_jsonl(Path(path))
-    for n, row in enumerate(rows, 1):
+    for lineno, row in rows:
         missing = [k for k in ("image", "text", "label") if k not in row]
         if missing:
-            raise InputError(f"{path}: question {n} lacks {', '.join(missing)}")
+            raise InputError(f"{path}:{lineno}: question lacks {', '.join(missing)}")
         if row["label"] not in ("yes", "no"):
-            raise InputError(f"{path}: question {n} has label {row['label']!r}; expected 'yes' or 'no'")
-    return rows
+            raise InputError(f"{path}:{lineno}: label {row['label']!r}; expected 'yes' or 'no'")
+    return [row for _, row in rows]
 
 
 def build_questions(annotations: CocoAnnotations, images: int = 500, per_image: int = 3,

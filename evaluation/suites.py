@@ -10,13 +10,15 @@ from __future__ import annotations
 import dataclasses
 import random
 from dataclasses import dataclass, field
+from itertools import accumulate
 from pathlib import Path
 from typing import Callable, ClassVar
 
-from evaluation.amber import AmberData, WordNetLemmatizer, answer_nouns, discriminative_metrics, generative_metrics, score_generative
+from evaluation.amber import (AmberData, WordNetLemmatizer, answer_nouns, discriminative_metrics, generative_metrics,
+                              score_generative)
 from evaluation.chair_coco import ChairVocabulary, chair_metrics, ground_truth, parse_synonyms
-from evaluation.coco import CocoAnnotations, image_id_of, read_jsonl
-from evaluation.hallucination import InputError, read_text_file
+from evaluation.coco import CocoAnnotations, image_id_of
+from evaluation.hallucination import InputError, read_jsonl, read_text_file
 from evaluation.heldout import evaluate_policy
 from evaluation.labeler_metrics import claim_metrics, is_heldout
 from evaluation.pope import POPE_SETTINGS, build_questions, read_questions, score_setting
@@ -90,10 +92,10 @@ class ChairCocoSuite:
         c = self.config
         if c.prompts:
             pairs = []
-            for n, row in enumerate(read_jsonl(Path(c.prompts)), 1):
+            for lineno, row in read_jsonl(Path(c.prompts)):
                 image_id = row.get("image_id", image_id_of(str(row.get("image", ""))))
                 if image_id is None or "question" not in row:
-                    raise InputError(f"{c.prompts}: line {n} needs 'question' and an 'image_id' or a COCO image name")
+                    raise InputError(f"{c.prompts}:{lineno}: needs 'question' and an 'image_id' or a COCO image name")
                 pairs.append((int(image_id), row["question"]))
             return pairs
         ids = c.image_ids or sorted(random.Random(c.seed).sample(sorted(annotations.file_names),
@@ -187,17 +189,22 @@ class AmberSuite:
         discriminative = [q for q in data.queries if data.entries[q["id"]]["type"] != "generative"]
         rows, metrics = [], {}
         if generative:
-            answers = handles.describe([(im, q["query"]) for im, q in zip(_images(c.images, [q["image"] for q in generative]), generative)])
-            results = [score_generative(answer_nouns(a, lemma, data.objects), data.entries[q["id"]], data) for q, a in zip(generative, answers)]
+            answers = self._answer(handles.describe, generative)
+            results = [score_generative(answer_nouns(a, lemma, data.objects), data.entries[q["id"]], data)
+                       for q, a in zip(generative, answers)]
             metrics.update(generative_metrics(results))
             rows += [{"id": q["id"], "image": q["image"], "prompt": q["query"], "response": a,
                       "hallucinated": r["hallucinated"]} for q, a, r in zip(generative, answers, results)]
         if discriminative:
-            answers = handles.ask([(im, q["query"]) for im, q in zip(_images(c.images, [q["image"] for q in discriminative]), discriminative)])
+            answers = self._answer(handles.ask, discriminative)
             metrics.update(discriminative_metrics(answers, [data.entries[q["id"]] for q in discriminative]))
             rows += [{"id": q["id"], "image": q["image"], "prompt": q["query"], "response": a,
                       "truth": data.entries[q["id"]]["truth"]} for q, a in zip(discriminative, answers)]
         return metrics, rows
+
+    def _answer(self, answerer: Answerer, queries: list[dict]) -> list[str]:
+        images = _images(self.config.images, [q["image"] for q in queries])
+        return answerer([(image, q["query"]) for image, q in zip(images, queries)])
 
 
 @dataclass
@@ -221,7 +228,10 @@ class LabelerSuite:
         if not c.prompts:
             raise InputError("labeler.prompts: a jsonl file of the user's rows (id, image, question) is needed")
         rows = read_jsonl(Path(c.prompts))
-        return [r for r in rows if is_heldout(str(r["id"]), c.fraction, c.seed)]
+        for lineno, row in rows:
+            if not {"id", "image", "question"} <= set(row):
+                raise InputError(f"{c.prompts}:{lineno}: a row needs 'id', 'image' and 'question'")
+        return [r for _, r in rows if is_heldout(str(r["id"]), c.fraction, c.seed)]
 
     def run(self, handles: Handles) -> tuple[dict, list[dict]]:
         if handles.split is None or handles.verify is None:
@@ -231,10 +241,9 @@ class LabelerSuite:
         answers = handles.describe([(im, it["question"]) for im, it in zip(images, items)])
         claims = handles.split(answers)
         flat = [(im, q) for im, questions in zip(images, claims) for q in questions]
-        p_flat, p_yes = list(handles.verify(flat)) if flat else [], []
-        for questions in claims:
-            p_yes.append(p_flat[:len(questions)])
-            p_flat = p_flat[len(questions):]
+        p_flat = list(handles.verify(flat)) if flat else []
+        ends = list(accumulate(len(questions) for questions in claims))
+        p_yes = [p_flat[end - len(questions):end] for end, questions in zip(ends, claims)]
         metrics, verdicts = claim_metrics(p_yes)
         rows = [{"id": it["id"], "prompt": it["question"], "response": a, "claims": q, "p_yes": p, **v}
                 for it, a, q, p, v in zip(items, answers, claims, p_yes, verdicts)]
