@@ -27,6 +27,7 @@ from evaluation.shapes import ShapesWorld, load_image
 Answerer = Callable[[list[tuple]], list[str]]
 # The instruction CHAIR evaluations of LLaVA-class models use (OPERA, VCD) when no prompt file is given.
 DETAILED_DESCRIPTION = "Please help me describe the image in detail."
+IMAGES_PER_CALL = 64  # full-size COCO images are ~1 MB each decoded; 500 at once would hold ~0.5 GB
 
 
 @dataclass
@@ -40,8 +41,13 @@ class Handles:
     verify: Callable[[list[tuple]], list[float]] | None = None
 
 
-def _images(folder: str, names: list[str]) -> list:
-    return [load_image(Path(folder) / name) for name in names]
+def _answer(answerer: Callable[[list[tuple]], list], folder: str, names: list[str], questions: list[str]) -> list:
+    """The answerer's outputs for (image file under folder, question), IMAGES_PER_CALL images in memory at a time."""
+    answers = []
+    for start in range(0, len(names), IMAGES_PER_CALL):
+        images = [load_image(Path(folder) / name) for name in names[start:start + IMAGES_PER_CALL]]
+        answers += answerer(list(zip(images, questions[start:start + IMAGES_PER_CALL])))
+    return answers
 
 
 @dataclass
@@ -94,6 +100,8 @@ class ChairCocoSuite:
             pairs = []
             for lineno, row in read_jsonl(Path(c.prompts)):
                 image_id = row.get("image_id", image_id_of(str(row.get("image", ""))))
+                if isinstance(image_id, str):  # "310196" or "COCO_val2014_000000310196.jpg"
+                    image_id = int(image_id) if image_id.isdigit() else image_id_of(image_id)
                 if image_id is None or "question" not in row:
                     raise InputError(f"{c.prompts}:{lineno}: needs 'question' and an 'image_id' or a COCO image name")
                 pairs.append((int(image_id), row["question"]))
@@ -108,8 +116,8 @@ class ChairCocoSuite:
                  if c.synonyms else ChairVocabulary.coco())
         annotations = CocoAnnotations.load(c.annotations, c.split)
         pairs = self.prompts(annotations)
-        images = _images(c.images, [annotations.file_name(i) for i, _ in pairs])
-        responses = handles.describe([(im, q) for im, (_, q) in zip(images, pairs)])
+        responses = _answer(handles.describe, c.images, [annotations.file_name(i) for i, _ in pairs],
+                            [q for _, q in pairs])
         truths = [ground_truth(annotations, i, vocab) for i, _ in pairs]
         metrics, results = chair_metrics(responses, truths, vocab)
         rows = [{"id": str(i), "image_id": i, "prompt": q, "response": r, "gt_objects": sorted(t), **result}
@@ -150,13 +158,10 @@ class PopeSuite:
         return {s: built[s] for s in c.settings}
 
     def run(self, handles: Handles) -> tuple[dict, list[dict]]:
-        metrics, rows, cache = {}, [], {}
+        metrics, rows = {}, []
         for setting, questions in self.questions().items():
-            for q in questions:
-                cache.setdefault(q["image"], None)
-            missing = [name for name, im in cache.items() if im is None]
-            cache.update(zip(missing, _images(self.config.images, missing)))
-            answers = handles.ask([(cache[q["image"]], q["text"]) for q in questions])
+            answers = _answer(handles.ask, self.config.images, [q["image"] for q in questions],
+                              [q["text"] for q in questions])
             scores = score_setting(answers, questions, self.config.answer_rule)
             metrics.update({f"pope_{setting}_{k}": v for k, v in scores.items()})
             rows += [{"id": f"{setting}-{q.get('question_id', n)}", "setting": setting, "image": q["image"],
@@ -203,8 +208,7 @@ class AmberSuite:
         return metrics, rows
 
     def _answer(self, answerer: Answerer, queries: list[dict]) -> list[str]:
-        images = _images(self.config.images, [q["image"] for q in queries])
-        return answerer([(image, q["query"]) for image, q in zip(images, queries)])
+        return _answer(answerer, self.config.images, [q["image"] for q in queries], [q["query"] for q in queries])
 
 
 @dataclass
@@ -237,11 +241,11 @@ class LabelerSuite:
         if handles.split is None or handles.verify is None:
             raise InputError("labeler suite: the engine must pass the split and verify handles")
         items = self.items()
-        images = _images(str(Path(self.config.prompts).parent), [it["image"] for it in items])
-        answers = handles.describe([(im, it["question"]) for im, it in zip(images, items)])
+        folder = Path(self.config.prompts).parent
+        answers = _answer(handles.describe, str(folder), [it["image"] for it in items], [it["question"] for it in items])
         claims = handles.split(answers)
-        flat = [(im, q) for im, questions in zip(images, claims) for q in questions]
-        p_flat = list(handles.verify(flat)) if flat else []
+        flat = [(it["image"], q) for it, questions in zip(items, claims) for q in questions]
+        p_flat = _answer(handles.verify, str(folder), [name for name, _ in flat], [q for _, q in flat])
         ends = list(accumulate(len(questions) for questions in claims))
         p_yes = [p_flat[end - len(questions):end] for end, questions in zip(ends, claims)]
         metrics, verdicts = claim_metrics(p_yes)
@@ -258,9 +262,14 @@ def make_suite(name: str, section: dict | None = None):
     """The suite called ``name`` with its config section; unknown names and keys raise InputError."""
     if name not in SUITES:
         raise InputError(f"eval.suites: unknown suite {name!r}; expected one of {', '.join(SUITES)}")
-    cls = SUITES[name]
-    known = {f.name for f in dataclasses.fields(cls.Config)}
-    unknown = sorted(set(section or {}) - known)
+    cls, section = SUITES[name], section or {}
+    fields = {f.name: f for f in dataclasses.fields(cls.Config)}
+    unknown = sorted(set(section) - set(fields))
     if unknown:
-        raise InputError(f"eval.{name}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-    return cls(cls.Config(**(section or {})))
+        raise InputError(f"eval.{name}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(fields))}")
+    for key, value in section.items():
+        default = fields[key].default if fields[key].default is not dataclasses.MISSING else fields[key].default_factory()
+        expected = (str, type(None)) if default is None else (int, float) if isinstance(default, float) else type(default)
+        if not isinstance(value, expected) or (isinstance(value, bool) and not isinstance(default, bool)):
+            raise InputError(f"eval.{name}.{key}: {value!r} is not of the expected kind (default {default!r})")
+    return cls(cls.Config(**section))

@@ -109,5 +109,7 @@ def test_bad_tables_and_keys_are_named():
         ChairVocabulary(parse_synonyms("dog, pup\ncat, pup"))
     with pytest.raises(InputError, match="unknown key"):
         make_suite("chair-coco", {"annotation": "x"})
+    with pytest.raises(InputError, match="chair-coco.n: 'many'"):
+        make_suite("chair-coco", {"n": "many"})
     with pytest.raises(InputError, match="unknown suite"):
         make_suite("mmhal")
