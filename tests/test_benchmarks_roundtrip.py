@@ -81,3 +81,9 @@ def test_amber_gives_the_native_chair_recall_and_existence_accuracy(exported):
     assert metrics["hal"] == native["chair_s"]
     assert metrics["existence_accuracy"] == native["pope_random_accuracy"]
     assert metrics["generative_n"] == N and metrics["existence_n"] == native["pope_random_n"]
+
+
+def test_shapesworld_suite_is_the_native_eval(exported):
+    native, _, handles = exported
+    metrics, rows = make_suite("shapesworld", {"n": N, "seed": SEED}).run(handles)
+    assert metrics == native and len(rows) == N
