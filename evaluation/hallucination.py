@@ -11,6 +11,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from nltk.tokenize import RegexpTokenizer
 
@@ -25,7 +26,8 @@ class InputError(ValueError):
 _TOKENIZER = RegexpTokenizer(r"\w+(?:'\w+)*|[^\w\s'\-]")
 _IRREGULAR = {"men": "man", "women": "woman", "children": "child", "feet": "foot", "teeth": "tooth",
               "mice": "mouse", "knives": "knife", "shelves": "shelf", "leaves": "leaf", "buses": "bus",
-              "tomatoes": "tomato", "potatoes": "potato", "cookies": "cookie", "movies": "movie"}
+              "tomatoes": "tomato", "potatoes": "potato", "cookies": "cookie", "movies": "movie",
+              "geese": "goose", "taxis": "taxi", "calves": "calf"}
 _KEEP_ENDINGS = ("ss", "us", "is")  # glass, bus, tennis: a final s that is not a plural
 _ES_ENDINGS = ("sses", "ches", "shes", "xes")
 _POPE_KINDS = ("random", "popular", "adversarial")
@@ -48,7 +50,8 @@ def singularize(word: str) -> str:
     return word[:-1]
 
 
-def _tokens(text: str) -> list[str]:
+def normalized_words(text: str) -> list[str]:
+    """Lower-cased tokens, singularized, possessive "'s" dropped; punctuation marks stay tokens of their own."""
     text = text.lower().replace("\u2019", "'")
     return [singularize(re.sub(r"'s$", "", tok)) for tok in _TOKENIZER.tokenize(text)]
 
@@ -68,7 +71,7 @@ class ObjectVocabulary:
         index: dict[tuple[str, ...], str] = {}
         for canonical, phrases in self.synonyms.items():
             for phrase in (canonical, *phrases):
-                key = tuple(_tokens(phrase))
+                key = tuple(normalized_words(phrase))
                 if not key:
                     raise InputError(f"object vocabulary: phrase {phrase!r} of {canonical!r} has no words")
                 if index.setdefault(key, canonical) != canonical:
@@ -80,7 +83,7 @@ class ObjectVocabulary:
 
     def canonical(self, name: str) -> str:
         """Canonical object for a whole phrase ("puppies" -> "dog"); InputError if it is not in the vocabulary."""
-        if (key := tuple(_tokens(name))) not in self._index:
+        if (key := tuple(normalized_words(name))) not in self._index:
             raise InputError(f"object {name!r} is not in the object vocabulary")
         return self._index[key]
 
@@ -91,7 +94,7 @@ class ObjectVocabulary:
         ("large red circle" mentions "red circle"; "hot dog" wins over "dog" when both are listed).
         Punctuation never glues words, and no phrase spans it.
         """
-        tokens, found, i = _tokens(text), {}, 0
+        tokens, found, i = normalized_words(text), {}, 0
         while i < len(tokens):
             length = next((n for n in range(min(self._longest, len(tokens) - i), 0, -1)
                            if tuple(tokens[i:i + n]) in self._index), 0)
@@ -107,7 +110,7 @@ class ObjectVocabulary:
         A missing, unreadable or malformed file raises InputError naming the path.
         """
         try:
-            data = json.loads(_read_text(Path(path)))
+            data = json.loads(read_text_file(Path(path)))
         except json.JSONDecodeError as err:
             raise InputError(f"{path}: invalid JSON at line {err.lineno}: {err.msg}") from None
         if not isinstance(data, dict) or not all(isinstance(v, list) and all(isinstance(s, str) for s in v)
@@ -119,7 +122,7 @@ class ObjectVocabulary:
             raise InputError(f"{path}: {err}") from None
 
 
-def _read_text(path: Path) -> str:
+def read_text_file(path: Path) -> str:
     if not path.exists():
         raise InputError(f"{path}: file does not exist")
     if path.is_dir():
@@ -142,7 +145,7 @@ def per_answer(response: str, gt: list[str], vocab: ObjectVocabulary) -> dict:
             "covered": [t for t in truth if t in mentioned]}
 
 
-def _ratio(num: int, den: int) -> float:
+def safe_ratio(num: int, den: int) -> float:
     return num / den if den else 0.0
 
 
@@ -165,8 +168,24 @@ def chair(responses: list[str], gt_objects: list[list[str]], vocab: ObjectVocabu
         bad_answers += bool(result["hallucinated"])
         covered += len(result["covered"])
         truth += len({vocab.canonical(name) for name in gt})
-    return {"chair_s": _ratio(bad_answers, len(responses)), "chair_i": _ratio(hallucinated, mentions),
-            "recall": _ratio(covered, truth), "n": len(responses), "mentions": mentions, "hallucinated": hallucinated}
+    return {"chair_s": safe_ratio(bad_answers, len(responses)), "chair_i": safe_ratio(hallucinated, mentions),
+            "recall": safe_ratio(covered, truth), "n": len(responses), "mentions": mentions, "hallucinated": hallucinated}
+
+
+def read_jsonl(path: Path) -> list[tuple[int, dict]]:
+    """(line number, object) for each non-blank line of a JSONL file; InputError naming file and line otherwise."""
+    rows = []
+    for lineno, line in enumerate(read_text_file(path).splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise InputError(f"{path}:{lineno}: invalid JSON: {err.msg}") from None
+        if not isinstance(row, dict):
+            raise InputError(f"{path}:{lineno}: expected a JSON object")
+        rows.append((lineno, row))
+    return rows
 
 
 def load_annotations(path) -> list[dict]:
@@ -177,15 +196,7 @@ def load_annotations(path) -> list[dict]:
     """
     path = Path(path)
     records = []
-    for lineno, line in enumerate(_read_text(path).splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise InputError(f"{path}:{lineno}: invalid JSON: {err.msg}") from None
-        if not isinstance(record, dict):
-            raise InputError(f"{path}:{lineno}: expected a JSON object")
+    for lineno, record in read_jsonl(path):
         missing = [key for key in ("id", "gt_objects", "response") if key not in record]
         if missing:
             raise InputError(f"{path}:{lineno}: missing field {', '.join(map(repr, missing))}")
@@ -239,21 +250,22 @@ def pope_questions(gt_objects: list[list[str]], objects: list[str], kind: str, p
     return items
 
 
-def pope_scores(answers: list[str], labels: list[bool]) -> dict:
+def pope_scores(answers: list[str], labels: list[bool],
+                parse: Callable[[str], bool | None] = parse_yes_no) -> dict:
     """``{'accuracy', 'precision', 'recall', 'f1', 'yes_ratio', 'n', 'unparsed'}``, "yes" the positive class.
 
-    An answer that is neither yes nor no counts as "no" and in ``unparsed``. Zero divisions give 0.0;
-    a length mismatch raises InputError.
+    ``parse`` reads an answer as True (yes), False (no) or None; an answer read as None counts as "no" and
+    in ``unparsed``. Zero divisions give 0.0; a length mismatch raises InputError.
     """
     if len(answers) != len(labels):
         raise InputError(f"pope_scores: {len(answers)} answers but {len(labels)} labels")
-    parsed = [parse_yes_no(a) for a in answers]
+    parsed = [parse(a) for a in answers]
     # keys are (said yes, label)
     counts = Counter((p is True, bool(label)) for p, label in zip(parsed, labels))
     tp, fp, fn, tn = counts[True, True], counts[True, False], counts[False, True], counts[False, False]
-    precision, recall = _ratio(tp, tp + fp), _ratio(tp, tp + fn)
-    return {"accuracy": _ratio(tp + tn, len(answers)), "precision": precision, "recall": recall,
-            "f1": _ratio(2 * precision * recall, precision + recall), "yes_ratio": _ratio(tp + fp, len(answers)),
+    precision, recall = safe_ratio(tp, tp + fp), safe_ratio(tp, tp + fn)
+    return {"accuracy": safe_ratio(tp + tn, len(answers)), "precision": precision, "recall": recall,
+            "f1": safe_ratio(2 * precision * recall, precision + recall), "yes_ratio": safe_ratio(tp + fp, len(answers)),
             "n": len(answers), "unparsed": parsed.count(None)}
 
 

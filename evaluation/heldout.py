@@ -25,17 +25,22 @@ def greedy_handles(generate: Callable[[list[tuple], int], list[list[str]]], max_
     return describe, ask
 
 
+def native_pope_questions(gt: list[list[str]], vocab: ObjectVocabulary, statistics: tuple[dict, dict],
+                          seed: int, per_image: int) -> dict[str, list[dict]]:
+    """The held-out eval's POPE questions per kind (scripts/export_benchmarks.py writes the same ones out)."""
+    frequency, cooccurrence = statistics
+    return {kind: pope_questions(gt, sorted(vocab.synonyms), kind, per_image, seed,
+                                 frequency=frequency, cooccurrence=cooccurrence) for kind in POPE_KINDS}
+
+
 def evaluate_policy(describe: Answerer, ask: Answerer, items: list[dict], vocab: ObjectVocabulary,
                     statistics: tuple[dict, dict], seed: int = 0, pope_per_image: int = 1) -> tuple[dict, list[dict]]:
     """items: dicts with ``id``, ``image``, ``question``, ``gt_objects``; statistics: (frequency, cooccurrence)."""
     responses = describe([(it["image"], it["question"]) for it in items])
     gt = [it["gt_objects"] for it in items]
     metrics = {k: v for k, v in chair(responses, gt, vocab).items()}
-    frequency, cooccurrence = statistics
     f1s = []
-    for kind in POPE_KINDS:
-        questions = pope_questions(gt, sorted(vocab.synonyms), kind, pope_per_image, seed,
-                                   frequency=frequency, cooccurrence=cooccurrence)
+    for kind, questions in native_pope_questions(gt, vocab, statistics, seed, pope_per_image).items():
         answers = ask([(items[q["image_index"]]["image"], q["question"]) for q in questions])
         scores = pope_scores(answers, [q["label"] for q in questions])
         metrics.update({f"pope_{kind}_{k}": v for k, v in scores.items()})
