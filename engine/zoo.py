@@ -52,7 +52,7 @@ class ZooRecipe:
     """Everything that determines the zoo's weights; per-model hashes name the cache folders."""
     seed: int = 0
     prior: float = 0.6
-    policy_steps: int = 2200
+    policy_steps: int = 3500
     labeler_steps: int = 3000  # fine-tuned from the policy: a captioner's eyes, then clean yes/no checks
     labeler_validate_every: int = 250  # the labeler keeps its best weights on validation claim questions
     batch_size: int = 32
@@ -61,8 +61,8 @@ class ZooRecipe:
     layers: int = 2
     head_dim: int = 32
     # Bump a model's version when the code changes what its recipe produces.
-    policy_version: int = 4
-    labeler_version: int = 7
+    policy_version: int = 5
+    labeler_version: int = 8
 
     def key(self, kind: str) -> str:
         """Hash of the fields that shape one model; the labeler starts from the policy, so it hashes both."""
@@ -184,7 +184,8 @@ def train(kind: str, recipe: ZooRecipe, out: Path, init: Path | None = None, log
     weights that score best on validation claim questions (train-split scenes it never trains on): its
     accuracy jumps when it leaves the yes/no plateau and wobbles after, DESIGN.md §3.
     """
-    torch.set_num_threads(os.cpu_count() or 1)
+    # Two builds at once (two zoo seeds) each take one core: at this size a second thread gains nothing.
+    torch.set_num_threads(int(os.environ.get("CANDOR_ZOO_THREADS", os.cpu_count() or 1)))
     torch.manual_seed(recipe.seed + (kind == "labeler"))
     world = ShapesWorld(recipe.seed, recipe.prior)
     processor = build_processor()
@@ -198,7 +199,8 @@ def train(kind: str, recipe: ZooRecipe, out: Path, init: Path | None = None, log
     example = world.policy_example if kind == "policy" else world.labeler_example
     optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=0.01)
     warmup = max(1, min(100, steps // 10))
-    decay = (lambda s: 0.5 * (1 + math.cos(math.pi * s / steps))) if kind == "labeler" else (lambda s: 1.0)
+    def decay(s):  # cosine: both models settle instead of ending mid-plateau, whichever machine trains them
+        return 0.5 * (1 + math.cos(math.pi * s / steps))
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup) * decay(s))
     validation = {"existence": world.claim_questions(300, split="train", start=50_000_000),
                   "attributes": world.attribute_checks(300, split="train", start=50_000_000)} if kind == "labeler" else {}
