@@ -1,8 +1,10 @@
 """Divide: an answer becomes atomic, self-contained claims, each rewritten as a yes/no question.
 
-``split_claims`` is the rule-based default, built on NLTK tokenizers that need no downloaded data: it
-splits sentences with Punkt, drops opinions, and breaks "there is a large red circle at the top left" into
-existence, size and position claims. ``llm_split_claims`` is the RLAIF-V way: an instruct LLM lists the
+``split_claims`` is the rule-based default. It splits sentences with Punkt (no downloaded data); a sentence
+in ShapesWorld's grammar ("there is a large red circle at the top left") is broken into existence, size and
+position claims by that grammar's patterns, any other sentence goes to the general English splitter
+(``english_claims``: object mentions, attributes, counts, relations, pronouns, negations; WordNet through
+NLTK, installed by ``scripts/install_wordnet.sh``). ``llm_split_claims`` is the RLAIF-V way: an instruct LLM lists the
 facts, then rewrites each as a question. A negated claim ("there is no dog") keeps its negation: it is
 asked as the positive question and accepted when the answer is no.
 """
@@ -10,9 +12,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Callable
 
 from nltk.tokenize.punkt import PunktParameters, PunktSentenceTokenizer
+
+from evaluation.shapes import grammar_text
+from feedback.english_claims import Parser, lines, render
 
 _SENTENCES = PunktSentenceTokenizer(PunktParameters())
 _SENTENCES._params.abbrev_types.update({"e.g", "i.e", "etc", "mr", "mrs", "dr", "vs"})
@@ -55,27 +61,47 @@ def _object_claims(obj: str, negated: bool, prep: str | None, where: str | None)
     return claims
 
 
+@lru_cache(maxsize=1)
+def _shapes_words() -> frozenset:
+    return frozenset(re.findall(r"[a-z]+", " ".join(grammar_text()).lower()))
+
+
+def in_shapes_grammar(text: str) -> bool:
+    """Every word is one of ShapesWorld's (a zoo policy can say nothing else): its patterns split it."""
+    return set(re.findall(r"[a-z]+", text.lower())) <= _shapes_words()
+
+
+def _shapes_sentence_claims(sentence: str) -> list[Claim]:
+    if _OPINION.search(sentence):
+        return []
+    body = sentence.rstrip(".!?").strip()
+    for pattern in _PATTERNS:
+        match = pattern.match(body)
+        if match:
+            groups = match.groupdict()
+            return _object_claims(groups["obj"], bool(groups.get("neg")), groups.get("prep"), groups.get("where"))
+    match = _PREDICATE.match(body)
+    if match:
+        subject, verb, pred = match["subj"], match["verb"].capitalize(), match["pred"]
+        return [Claim(f"{body}.", f"{verb} the {subject} {pred}?", negated=bool(match["neg"]))]
+    return [Claim(f"{body}.", f"Is it true that {body[0].lower()}{body[1:]}?")] if body else []
+
+
 def split_claims(answer: str) -> list[Claim]:
     """Rule-based divide step: atomic claims with their yes/no questions, opinions dropped."""
     claims: list[Claim] = []
-    for sentence in sentences(answer):
-        if _OPINION.search(sentence):
-            continue
-        body = sentence.rstrip(".!?").strip()
-        for pattern in _PATTERNS:
-            match = pattern.match(body)
-            if match:
-                groups = match.groupdict()
-                claims += _object_claims(groups["obj"], bool(groups.get("neg")), groups.get("prep"), groups.get("where"))
-                break
-        else:
-            match = _PREDICATE.match(body)
-            if match:
-                subject, verb, pred = match["subj"], match["verb"].capitalize(), match["pred"]
-                claims.append(Claim(f"{body}.", f"{verb} the {subject} {pred}?", negated=bool(match["neg"])))
-            elif body:
-                claims.append(Claim(f"{body}.", f"Is it true that {body[0].lower()}{body[1:]}?"))
-    return list(dict.fromkeys(claims))  # a repeated claim counts once
+    if in_shapes_grammar(answer):
+        for sentence in sentences(answer):
+            claims += _shapes_sentence_claims(sentence)
+        return list(dict.fromkeys(claims))  # a repeated claim counts once
+    parser = Parser()  # one per answer: pronouns point back across its sentences
+    for line in lines(answer):
+        for sentence in sentences(line):
+            if in_shapes_grammar(sentence):
+                claims += _shapes_sentence_claims(sentence)
+            else:
+                claims += [Claim(*render(fact), negated=fact.negated) for fact in parser.sentence(sentence)]
+    return list({(c.question, c.negated): c for c in reversed(claims)}.values())[::-1]
 
 
 LIST_FACTS_PROMPT = (
