@@ -44,7 +44,7 @@ def load_gold(path: str | Path = GOLD, split: str | None = None) -> list[dict]:
 
 def normalize(question: str) -> str:
     words = [_SAME.get(w, w) for w in re.findall(r"[a-z0-9]+", question.lower()) if w not in _DROP]
-    return " ".join(lex.noun_lemma(w) if w.endswith("s") and w != "is" and lex.is_noun(w) else w for w in words)
+    return " ".join(lex.noun_lemma(w) if w not in ("is", "does", "there") and lex.is_noun(w) else w for w in words)
 
 
 def score(items: list[dict], split_answer) -> dict:

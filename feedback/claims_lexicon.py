@@ -104,7 +104,10 @@ def _synset_kinds(word: str) -> frozenset:
 
 
 def is_noun(word: str) -> bool:
-    return word in IRREGULAR or "n" in _synset_kinds(word)
+    """A WordNet noun, or a word WordNet does not know at all ("wetsuit", "hoodie"): in a description,
+    an unknown content word is nearly always the name of a thing."""
+    kinds = _synset_kinds(word)
+    return word in IRREGULAR or "n" in kinds or (not kinds and word.isalpha() and len(word) > 2)
 
 
 def is_adjective(word: str) -> bool:
@@ -157,16 +160,37 @@ def is_third_person_verb(word: str) -> bool:
     return word.endswith("s") and is_verb(word) and verb_lemma(word) != word
 
 
+_CONCRETE = {"noun.artifact", "noun.food", "noun.object", "noun.plant", "noun.animal", "noun.substance"}
+
+
+@lru_cache(maxsize=None)
 def gerund(word: str) -> bool:
-    return len(word) > 4 and word.endswith("ing") and is_verb(verb_lemma(word))
+    """ "riding", "sitting"; not "building" or "ceiling", whose first sense is a thing."""
+    if len(word) <= 4 or not word.endswith("ing") or verb_lemma(word) == word:
+        return False
+    nouns = wordnet().synsets(word, "n")
+    return not (nouns and nouns[0].lexname() in _CONCRETE and word in nouns[0].lemma_names())
 
 
+@lru_cache(maxsize=None)
 def participle(word: str) -> bool:
-    return len(word) > 3 and (word.endswith("ed") or word in _IRREGULAR_PARTICIPLES) and is_verb(word)
+    """ "parked", "lit": a verb's past participle (not "bed", which WordNet also knows as a verb)."""
+    return word in _IRREGULAR_PARTICIPLES or (len(word) > 3 and word.endswith("ed") and verb_lemma(word) != word)
 
 
-_IRREGULAR_PARTICIPLES = {"lit", "cut", "hung", "held", "worn", "laid", "set", "put", "built", "spread", "made",
-                          "seen", "shown", "drawn", "broken", "stuck", "left", "sold", "known", "ridden", "kept"}
+_IRREGULAR_PARTICIPLES = {"lit", "cut", "hung", "held", "worn", "laid", "built", "made", "seen", "shown", "drawn",
+                          "broken", "stuck", "sold", "known", "ridden", "kept"}
+
+
+@lru_cache(maxsize=None)
+def verb_more_than_noun(word: str) -> bool:
+    """ "sits", "rests": a form read as a verb when WordNet's tagged-corpus counts say the verb is common
+    ("waves", "tiles" stay nouns)."""
+    wn = wordnet()
+    noun, verb = noun_lemma(word), verb_lemma(word)
+    n = sum(l.count() for s in wn.synsets(noun, "n") for l in s.lemmas() if l.name() == noun)
+    v = sum(l.count() for s in wn.synsets(verb, "v") for l in s.lemmas() if l.name() == verb)
+    return v > n / 2
 ARTICLE = re.compile(r"^[aeiou]")
 
 

@@ -95,6 +95,10 @@ class Parser:
                 or lex.gerund(w) or lex.participle(w) or lex.is_third_person_verb(w)
                 or (plural and w not in _FUNCTION and lex.is_verb(w) and lex.verb_lemma(w) == w))
 
+    def _infinitive(self, i: int) -> bool:
+        w = self._at(i)
+        return w == "be" or (lex.is_verb(w) and lex.verb_lemma(w) == w and (self._np_start(i + 1) or not self._at(i + 1)))
+
     def _skip(self, i: int) -> int:
         while i < len(self.t) and self.t[i] not in _BOUNDARY:
             i += 1
@@ -128,7 +132,7 @@ class Parser:
         if self._at(i) == "there" and self._at(i + 1) in lex.BE:
             return self._there(i + 2, lead)
         if self._at(i) in ("the", "this") and self._at(i + 1) in _FRAME_SUBJECTS and self._at(i + 2) in lex.FRAME_VERBS:
-            mentions, i = self._np_list(i + 3, claim=True)
+            mentions, i = self._np_list(i + 3, claim=True, topics=True, clause_break=True)
             self._lead(mentions, lead)
             return i
         if self._at(i) in ("this", "it", "here") and self._at(i + 1) in lex.BE and self._np_start(i + 2):
@@ -137,7 +141,7 @@ class Parser:
                 self._claim(m.of)
             return self._skip(i)
         mark = len(self.facts)
-        subjects, j = self._np_list(i, claim=False)
+        subjects, j = self._np_list(i, claim=False, topics=True)
         if not subjects:
             return self._skip(i)
         before = len(self.facts)
@@ -161,7 +165,7 @@ class Parser:
             i += 1
         negated = self._at(i) in ("no", "not")
         if not negated:
-            mentions, i = self._np_list(i, claim=True)
+            mentions, i = self._np_list(i, claim=True, topics=True, clause_break=True)
             self._lead(mentions, lead)
             return i
         i += 2 if self._at(i + 1) == "any" else 1
@@ -239,10 +243,14 @@ class Parser:
                 and words[c - 1] not in lex.MATERIALS and not lex.participle(words[c - 1]) and not lex.gerund(words[c - 1]):
             c -= 1
         surface = " ".join(words[c:h + 1])
-        mods = " ".join(words[:c]).replace("stainless steel", "stainless_steel").split()
-        attrs = [f"made of {a.replace('_', ' ')}" if a.replace("_", " ") in lex.MATERIALS else a
-                 for a in mods if a not in lex.OPINION_ADJECTIVES]
+        mods = words[:c]
+        if mods[-2:] == ["stainless", "steel"]:
+            mods = mods[:-2] + ["stainless steel"]
+        attrs = [f"made of {a}" if a in lex.MATERIALS else a for a in mods if a not in lex.OPINION_ADJECTIVES]
         lemma = lex.noun_lemma(surface)
+        earlier = self._earlier(lemma, det, attrs)
+        if earlier is not None:
+            return earlier, i
         plural = lex.is_plural(surface) or bool(count and count > 1)
         m = Mention(lemma, surface, plural, count if count and count > 1 else None,
                     mass=det in (None, "some", "more") and not plural and count is None, attrs=attrs,
@@ -256,27 +264,36 @@ class Parser:
                 m.of, i = inner, j
         return m, i
 
+    def _earlier(self, lemma: str, det: str | None, attrs: list[str]) -> Mention | None:
+        """ "the table" after "a coffee table": the same object, not a new one."""
+        if det != "the" or attrs:
+            return None
+        return next((t for t in reversed(self.topics) if t.lemma != lemma and t.lemma.endswith(f" {lemma}")), None)
+
     def _verb_after_noun(self, w: str, previous: str, i: int) -> bool:
         """ "A bowl sits on...", "buildings line both sides": a verb that WordNet also knows as a noun."""
         nxt = self._at(i + 1)
-        follows = not nxt or nxt in _PUNCTUATION or nxt in PREPOSITIONS or nxt in lex.DETERMINERS \
-            or nxt in lex.NUMBERS or nxt in lex.ADVERBS
-        if not follows or not lex.is_verb(w):
+        if not (nxt in PREPOSITIONS or nxt in lex.DETERMINERS or nxt in lex.NUMBERS or nxt in lex.ADVERBS) \
+                or not lex.is_verb(w) or lex.is_adjective(previous) or lex.is_collocation((previous, lex.noun_lemma(w))):
             return False
-        if lex.is_third_person_verb(w) and not lex.is_plural(previous):
-            return True
+        if lex.is_third_person_verb(w):
+            return lex.verb_more_than_noun(w)
         return lex.is_plural(previous) and lex.verb_lemma(w) == w and not lex.is_plural(w)
 
     @staticmethod
     def _collocation_ok(first: str, joined: str) -> bool:
-        """ "black bear" is a bear that is black; "orange juice" and "hot dog" are things of their own."""
-        if first in lex.SIZES or first in lex.MATERIALS:
+        """ "living room", "hot dog", "fire hydrant" are things of their own; "black bear", "young woman",
+        "fried egg", "double bed" are a bear, a woman, an egg, a bed with an attribute."""
+        if first in lex.SIZES or first in lex.MATERIALS or first in lex.COLORS or lex.participle(first):
             return False
-        return first not in lex.COLORS or "noun.food" in lex.lexnames(joined)
+        return lex.gerund(first) or not lex.is_adjective(first) or "noun.food" in lex.lexnames(joined)
 
-    def _np_list(self, i: int, claim: bool, mode: str = "full", exclude=()) -> tuple[list[Mention], int]:
+    def _np_list(self, i: int, claim: bool, mode: str = "full", exclude=(), topics: bool = False,
+                 clause_break: bool = False) -> tuple[list[Mention], int]:
         """Coordinated noun phrases ("a cat, a dog and two birds"), each with its post-modifiers; a prepositional
-        phrase after the last one only ("tomatoes, carrots and onions on the counter") holds for all."""
+        phrase after the last one only ("tomatoes, carrots and onions on the counter") holds for all.
+        ``topics``: pronouns may point back to them; ``clause_break``: "..., and a dog is lying ..." starts a
+        clause of its own instead of continuing the list."""
         out, own = [], []
         while True:
             m, j = self._noun_phrase(i, exclude)
@@ -284,7 +301,7 @@ class Parser:
                 break
             if claim:
                 self._claim(m)
-            if not m.scene and mode != "pp" and m not in self.topics:
+            if topics and not m.scene and m not in self.topics:
                 self.topics.append(m)
             before = len(self.facts)
             i = self._postmods(m, j, mode, exclude)
@@ -295,7 +312,7 @@ class Parser:
             if k == i or not self._np_start(k):
                 break
             peek, p = self._noun_phrase(k, exclude)
-            if peek is None or self._verb_start(p, peek.plural):
+            if peek is None or (clause_break and self._verb_start(p, peek.plural)):
                 break
             i = k
         shared = [f for f in own[-1] if f.kind == "rel" and f.words and f.words[0] in PREPOSITIONS] if own else []
@@ -314,7 +331,7 @@ class Parser:
             if w == "," and self._at(i + 1) == "with":
                 i, w = i + 1, "with"
             if w == "with" and self._np_start(i + 1):
-                objs, i = self._np_list(i + 1, claim=True, mode="pp", exclude=(m,))
+                objs, i = self._np_list(i + 1, claim=True, exclude=(m,), topics=True)
                 for o in objs:
                     self._fact("have", m, (o,))
                 continue
@@ -429,7 +446,7 @@ class Parser:
         verb, i = self._at(i), i + 1
         while self._at(i) in lex.ADVERBS and not (self._at(i) in PREPOSITIONS and self._np_start(i + 1)):
             i += 1
-        if self._at(i) == "to" and not self._np_start(i + 1):  # "jumping to catch the frisbee": a purpose
+        if self._at(i) == "to" and (not self._np_start(i + 1) or self._infinitive(i + 1)):  # "jumping to catch": a purpose
             for s in subjects:
                 self._fact("rel", s, (verb,), negated, tense)
             return self._skip(i)

@@ -22,7 +22,7 @@ fi
 
 target="$DEST/corpora/wordnet"
 mkdir -p "$target"
-for f in data.noun data.verb data.adj data.adv index.noun index.verb index.adj index.adv noun.exc verb.exc adj.exc adv.exc index.sense; do
+for f in data.noun data.verb data.adj data.adv index.noun index.verb index.adj index.adv noun.exc verb.exc adj.exc adv.exc index.sense cntlist.rev; do
   [ -f "$SRC/$f" ] || fail "$SRC/$f is missing from the wordnet-base installation"
   cmp -s "$SRC/$f" "$target/$f" || cp "$SRC/$f" "$target/$f"
 done
