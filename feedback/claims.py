@@ -63,7 +63,8 @@ def _object_claims(obj: str, negated: bool, prep: str | None, where: str | None)
 
 @lru_cache(maxsize=1)
 def _shapes_words() -> frozenset:
-    return frozenset(re.findall(r"[a-z]+", " ".join(grammar_text()).lower()))
+    """The words a zoo policy can say: its word-level tokenizer holds the grammar and the chat roles."""
+    return frozenset(re.findall(r"[a-z]+", " ".join(grammar_text()).lower())) | {"user", "assistant"}
 
 
 def in_shapes_grammar(text: str) -> bool:
@@ -101,7 +102,10 @@ def split_claims(answer: str) -> list[Claim]:
                 claims += _shapes_sentence_claims(sentence)
             else:
                 claims += [Claim(*render(fact), negated=fact.negated) for fact in parser.sentence(sentence)]
-    return list({(c.question, c.negated): c for c in reversed(claims)}.values())[::-1]
+    unique: dict[tuple, Claim] = {}
+    for claim in claims:  # the same question from two sentences counts once, where first asked
+        unique.setdefault((claim.question, claim.negated), claim)
+    return list(unique.values())
 
 
 LIST_FACTS_PROMPT = (

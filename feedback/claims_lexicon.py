@@ -19,7 +19,7 @@ NUMBER_WORDS = {v: k for k, v in NUMBERS.items()}
 BE = {"is", "are", "was", "were", "be", "being", "been"}
 HAVE = {"has", "have", "had"}
 MODALS = {"can", "could", "may", "might", "will", "would", "should", "must"}
-SUBJECT_PRONOUNS = {"it", "he", "she", "they"}
+SUBJECT_PRONOUNS = {"it", "he", "she", "they", "i", "we", "you"}
 OBJECT_PRONOUNS = {"it", "him", "her", "them"}
 RELATIVES = {"that", "which", "who", "where"}
 CONJUNCTIONS = {"and", "or", "but", "while", "whereas", "as"}
@@ -78,6 +78,11 @@ ADVERBS = {"also", "very", "just", "still", "too", "quite", "even", "here", "clo
            "brightly", "currently", "now", "directly", "mostly", "fully"}
 
 
+CLOSED_CLASS = (DETERMINERS | BE | HAVE | MODALS | SUBJECT_PRONOUNS | OBJECT_PRONOUNS | RELATIVES | CONJUNCTIONS
+                | set(NUMBERS) | {w for p in PREPOSITIONS for w in p.split()}
+                | {"not", "no", "there", "does", "do", "did", "than", "if", "so", "then", "because", "n't"})
+
+
 class WordNetMissing(RuntimeError):
     """WordNet 3.0 is not where NLTK looks."""
 
@@ -107,7 +112,8 @@ def is_noun(word: str) -> bool:
     """A WordNet noun, or a word WordNet does not know at all ("wetsuit", "hoodie"): in a description,
     an unknown content word is nearly always the name of a thing."""
     kinds = _synset_kinds(word)
-    return word in IRREGULAR or "n" in kinds or (not kinds and word.isalpha() and len(word) > 2)
+    return word in IRREGULAR or "n" in kinds or (not kinds and word.isalpha() and len(word) > 2
+                                                 and word not in CLOSED_CLASS and word not in HEDGES)
 
 
 def is_adjective(word: str) -> bool:
@@ -144,6 +150,16 @@ def is_collocation(words: tuple[str, ...]) -> bool:
 
 def lexnames(word: str) -> set[str]:
     return {s.lexname() for s in wordnet().synsets(word.replace(" ", "_"), "n")}
+
+
+MASS_NOUNS = {"grass", "hair", "fur", "foliage", "traffic", "furniture", "luggage", "clothing", "snow", "rain",
+              "smoke", "fog", "sunlight", "shade", "water", "food", "greenery", "vegetation", "graffiti", "lettuce"}
+
+
+def is_mass(lemma: str) -> bool:
+    """A substance ("water", "sand", "coffee"), asked without an article."""
+    senses = wordnet().synsets(lemma.replace(" ", "_"), "n")
+    return lemma in MASS_NOUNS or (bool(senses) and senses[0].lexname() in ("noun.substance", "noun.food"))
 
 
 def is_person(lemma: str) -> bool:

@@ -63,9 +63,10 @@ class Parser:
 
     def __init__(self):
         self.topics: list[Mention] = []
+        self.minor: set[int] = set()  # ids of topics named only after "with": pronouns of their own sentence only
 
     def sentence(self, text: str) -> list[Fact]:
-        self.t, self.facts = tokenize(text), []
+        self.t, self.facts, self.first_topic = tokenize(text), [], len(self.topics)
         if any(w in ("overall", "summary", "conclusion") for w in self.t[:3]):
             return []  # a summary restates the answer as impressions
         i = 0
@@ -135,19 +136,26 @@ class Parser:
             mentions, i = self._np_list(i + 3, claim=True, topics=True, clause_break=True)
             self._lead(mentions, lead)
             return i
+        if self._at(i) in ("i", "we", "you"):  # "I can see a dog": a frame; "I think ...": an opinion
+            k = i + 1 + (self._at(i + 1) == "can")
+            if self._at(k) in ("see", "notice", "spot"):
+                mentions, k = self._np_list(k + 1, claim=True, topics=True, clause_break=True)
+                self._lead(mentions, lead)
+                return k
+            return self._skip(i)
         if self._at(i) in ("this", "it", "here") and self._at(i + 1) in lex.BE and self._np_start(i + 2):
             m, i = self._noun_phrase(i + 2)  # "This is a photo of X": only what the frame is "of" is claimed
             if m is not None and m.scene and m.of is not None:
                 self._claim(m.of)
             return self._skip(i)
-        mark = len(self.facts)
+        mark, known = len(self.facts), set(self.topics)
         subjects, j = self._np_list(i, claim=False, topics=True)
         if not subjects:
             return self._skip(i)
         before = len(self.facts)
         j = self._predicate(subjects, j)
-        definite = all(m.det in ("the", "this", "these", "those", "its", "his", "her", "their", "both")
-                       or m in self.topics[:-len(subjects)] for m in subjects)
+        definite = all(m.det in ("the", "this", "these", "those", "its", "his", "her", "their", "both") or m in known
+                       for m in subjects)
         if len(self.facts) > before or not definite:
             claims: list[Fact] = []
             for m in subjects:
@@ -170,6 +178,8 @@ class Parser:
             return i
         i += 2 if self._at(i + 1) == "any" else 1
         mentions, i = self._np_list(i, claim=False, mode="bare")
+        for m in mentions:  # "no dog": a dog, unless the name is of a substance ("no water")
+            m.mass = m.mass and lex.is_mass(m.lemma)
         while self._at(i) in lex.TRANSPARENT or self._at(i) in lex.ADVERBS:
             i += 1
         where = lead or ()
@@ -184,9 +194,12 @@ class Parser:
 
     # ---- noun phrases -------------------------------------------------------------------------------------
     def _resolve(self, pronoun: str, exclude=()) -> Mention | None:
-        topics = [t for t in reversed(self.topics) if t not in exclude]
+        if pronoun in ("i", "we", "you"):
+            return None
+        topics = [t for k, t in reversed(list(enumerate(self.topics)))
+                  if t not in exclude and (id(t) not in self.minor or k >= self.first_topic)]
         if pronoun in ("he", "him", "she", "her"):
-            fitting = [t for t in topics if lex.is_person(t.lemma)]
+            fitting = [t for t in topics if lex.is_person(t.lemma) and not t.plural]
         elif pronoun in ("they", "them"):
             fitting = [t for t in topics if t.plural]
         else:
@@ -219,13 +232,18 @@ class Parser:
                 i += 3
                 ends.append(i)
                 continue
+            if w in lex.MODALS and det is not None and not words:  # "a can of soda"
+                words.append(w)
+                i += 1
+                ends.append(i)
+                continue
             if not w or w in _FUNCTION or w in lex.HEDGES or w in lex.ADVERBS:
                 break
             gerund_like = lex.gerund(w) or lex.participle(w)
             if not (lex.is_noun(w) or lex.is_adjective(w) or gerund_like):
                 break
             has_noun = any(lex.is_noun(x) for x in words)
-            if has_noun and (gerund_like or self._verb_after_noun(w, words[-1], i)):
+            if has_noun and (gerund_like or self._verb_after_noun(w, words[-1], i) or self._verb_after_plural(w, words[-1], i)):
                 break
             words.append(w)
             i += 1
@@ -239,9 +257,15 @@ class Parser:
         i = ends[h]
         c = next((h - k + 1 for k in (3, 2) if h - k + 1 >= 0 and lex.is_collocation(tuple(words[h - k + 1:h + 1]))
                   and self._collocation_ok(words[h - k + 1], "_".join(words[h - k + 1:h + 1]))), h)
-        while c > 0 and lex.is_noun(words[c - 1]) and not lex.is_adjective(words[c - 1]) \
-                and words[c - 1] not in lex.MATERIALS and not lex.participle(words[c - 1]) and not lex.gerund(words[c - 1]):
-            c -= 1
+        while c > 0:  # noun modifiers belong to the name: "city street", "hot dog stand"
+            pair = tuple(words[c - 2:c]) if c >= 2 else ()
+            if pair and lex.is_collocation(pair) and self._collocation_ok(pair[0], "_".join(pair)):
+                c -= 2
+            elif lex.is_noun(words[c - 1]) and not lex.is_adjective(words[c - 1]) and words[c - 1] not in lex.MATERIALS \
+                    and not lex.participle(words[c - 1]) and not lex.gerund(words[c - 1]):
+                c -= 1
+            else:
+                break
         surface = " ".join(words[c:h + 1])
         mods = words[:c]
         if mods[-2:] == ["stainless", "steel"]:
@@ -253,7 +277,8 @@ class Parser:
             return earlier, i
         plural = lex.is_plural(surface) or bool(count and count > 1)
         m = Mention(lemma, surface, plural, count if count and count > 1 else None,
-                    mass=det in (None, "some", "more") and not plural and count is None, attrs=attrs,
+                    mass=not plural and count is None and (det in (None, "some", "more") or (det not in ("a", "an") and lex.is_mass(lemma))),
+                    attrs=attrs,
                     scene=lemma.split()[-1] in lex.SCENE_WORDS, words=tuple(words[:h + 1]), det=det)
         if self._at(i) == "of" and self._np_start(i + 1):
             inner, j = self._noun_phrase(i + 1, exclude)
@@ -280,6 +305,11 @@ class Parser:
             return lex.verb_more_than_noun(w)
         return lex.is_plural(previous) and lex.verb_lemma(w) == w and not lex.is_plural(w)
 
+    def _verb_after_plural(self, w: str, previous: str, i: int) -> bool:
+        """ "Dogs chase cats": a plural noun, then a verb's base form, then its object."""
+        return (lex.is_plural(previous) and lex.is_verb(w) and lex.verb_lemma(w) == w and not lex.is_plural(w)
+                and not lex.is_adjective(previous) and self._np_start(i + 1) and lex.verb_more_than_noun(w))
+
     @staticmethod
     def _collocation_ok(first: str, joined: str) -> bool:
         """ "living room", "hot dog", "fire hydrant" are things of their own; "black bear", "young woman",
@@ -288,11 +318,11 @@ class Parser:
             return False
         return lex.gerund(first) or not lex.is_adjective(first) or "noun.food" in lex.lexnames(joined)
 
-    def _np_list(self, i: int, claim: bool, mode: str = "full", exclude=(), topics: bool = False,
+    def _np_list(self, i: int, claim: bool, mode: str = "full", exclude=(), topics: bool | str = False,
                  clause_break: bool = False) -> tuple[list[Mention], int]:
         """Coordinated noun phrases ("a cat, a dog and two birds"), each with its post-modifiers; a prepositional
         phrase after the last one only ("tomatoes, carrots and onions on the counter") holds for all.
-        ``topics``: pronouns may point back to them; ``clause_break``: "..., and a dog is lying ..." starts a
+        ``topics``: pronouns may point back to them ("minor": within the sentence only); ``clause_break``: "..., and a dog is lying ..." starts a
         clause of its own instead of continuing the list."""
         out, own = [], []
         while True:
@@ -303,6 +333,8 @@ class Parser:
                 self._claim(m)
             if topics and not m.scene and m not in self.topics:
                 self.topics.append(m)
+                if topics == "minor":
+                    self.minor.add(id(m))
             before = len(self.facts)
             i = self._postmods(m, j, mode, exclude)
             out.append(m)
@@ -312,7 +344,7 @@ class Parser:
             if k == i or not self._np_start(k):
                 break
             peek, p = self._noun_phrase(k, exclude)
-            if peek is None or (clause_break and self._verb_start(p, peek.plural)):
+            if peek is None or ((clause_break or self._at(i) == ",") and self._verb_start(p, peek.plural)):
                 break
             i = k
         shared = [f for f in own[-1] if f.kind == "rel" and f.words and f.words[0] in PREPOSITIONS] if own else []
@@ -328,17 +360,17 @@ class Parser:
             return i
         while True:
             w = self._at(i)
-            if w == "," and self._at(i + 1) == "with":
+            if w == "," and self._at(i + 1) == "with" and mode != "pp":  # a place's ", with" is its owner's
                 i, w = i + 1, "with"
             if w == "with" and self._np_start(i + 1):
-                objs, i = self._np_list(i + 1, claim=True, exclude=(m,), topics=True)
+                objs, i = self._np_list(i + 1, claim=True, exclude=(m,), topics="minor")
                 for o in objs:
                     self._fact("have", m, (o,))
                 continue
             if mode == "object":
                 return i
             if w in PREPOSITIONS and w not in ("of", "with") and self._np_start(i + 1):
-                objs, i = self._np_list(i + 1, claim=True, mode="pp", exclude=(m, *exclude))
+                objs, i = self._np_list(i + 1, claim=True, mode="pp", exclude=(m,))
                 for o in objs:
                     self._fact("rel", m, (w, o))
                 continue

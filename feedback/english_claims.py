@@ -38,7 +38,7 @@ def _ref(m: Mention, role: str) -> str:
     if m.scene:
         phrase = f"{m.det if m.det in ('both', 'the') else 'the'} {' '.join(m.words)}"
         return f"{phrase} of {_ref(m.of, 'place')}" if m.of is not None else phrase
-    if role == "object":
+    if role == "object" and m.det != "the":
         return m.surface if m.plural else m.lemma if m.mass else f"{lex.article(m.lemma)} {m.lemma}"
     return f"the {m.surface if m.plural else m.lemma}"
 

@@ -19,6 +19,7 @@ def test_every_grammar_template_is_split():
 def test_negations_are_kept_and_opinions_dropped():
     claims = split_claims("There is no dog in the picture. I think the scene is beautiful. The cat is not black.")
     assert claims == [Claim("There is no dog.", "Is there a dog in the image?", negated=True),
+                      Claim("There is a cat.", "Is there a cat in the image?"),
                       Claim("The cat is not black.", "Is the cat black?", negated=True)]
 
 
@@ -27,9 +28,14 @@ def test_empty_and_repeated_answers():
     assert len(split_claims("There is a red circle. There is a red circle.")) == 1
 
 
-def test_unknown_sentence_falls_back_to_a_truth_question():
-    [claim] = split_claims("Dogs chase cats.")
-    assert claim.question == "Is it true that dogs chase cats?"
+def test_a_shapesworld_sentence_outside_the_patterns_falls_back_to_a_truth_question():
+    [claim] = split_claims("Yes.")
+    assert claim.question == "Is it true that yes?"
+
+
+def test_a_sentence_outside_shapesworld_goes_to_the_english_splitter():
+    assert [c.question for c in split_claims("Dogs chase cats.")] == [
+        "Are there dogs in the image?", "Are there cats in the image?", "Do the dogs chase cats?"]
 
 
 def test_llm_splitter_parses_fact_lists_and_questions():
