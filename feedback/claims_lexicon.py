@@ -43,7 +43,7 @@ SCENE_WORDS = {"image", "picture", "photo", "photograph", "scene", "view", "back
                "distance", "area", "part", "element", "item", "detail", "setting", "atmosphere", "ambiance",
                "moment", "day", "time", "night", "daytime", "environment", "space", "feature", "composition",
                "mix", "half", "surroundings", "kind", "type", "sort", "spread", "shot", "snapshot", "frame",
-               "display", "arrangement", "variety", "object", "thing"}
+               "display", "arrangement", "variety", "object", "thing", "close-up", "closeup", "portrait", "depiction"}
 # "a group of people" names the people: the counting noun is no object of its own.
 QUANTITY_NOUNS = {"group", "pile", "piece", "bunch", "herd", "flock", "crowd", "couple", "pair", "number", "lot",
                   "lots", "set", "stack", "handful", "collection", "assortment", "array", "range", "row", "line",
@@ -112,7 +112,7 @@ def is_noun(word: str) -> bool:
     """A WordNet noun, or a word WordNet does not know at all ("wetsuit", "hoodie"): in a description,
     an unknown content word is nearly always the name of a thing."""
     kinds = _synset_kinds(word)
-    return word in IRREGULAR or "n" in kinds or (not kinds and word.isalpha() and len(word) > 2
+    return word in IRREGULAR or "n" in kinds or (not kinds and word.replace("-", "").isalpha() and len(word) > 2
                                                  and word not in CLOSED_CLASS and word not in HEDGES)
 
 

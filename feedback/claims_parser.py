@@ -26,7 +26,8 @@ _FRAME_SUBJECTS = {"image", "picture", "photo", "photograph", "scene"}
 
 
 def tokenize(text: str) -> list[str]:
-    words = [w[:-2] if w.endswith("'s") else w for w in _TOKEN.findall(text.lower().replace("\u2019", "'"))]
+    text = re.sub(r"\bsuch as\b", "including", text.lower().replace("\u2019", "'"))
+    words = [w[:-2] if w.endswith("'s") else w for w in _TOKEN.findall(text)]
     tokens, i = [], 0
     while i < len(words):
         multi = next((m for m in _MULTI_WORD if words[i:i + len(m)] == m), None)
@@ -74,7 +75,7 @@ class Parser:
             i = max(self._clause(i), i + 1)
             while i < len(self.t) and self.t[i] in _BOUNDARY:
                 i += 1
-        return [f for f in self.facts if not f.subject.scene]
+        return [f for f in self.facts if not f.subject.scene and not (f.kind == "have" and f.words[0].scene)]
 
     # ---- token tests --------------------------------------------------------------------------------------
     def _at(self, i: int) -> str:
@@ -99,6 +100,10 @@ class Parser:
     def _infinitive(self, i: int) -> bool:
         w = self._at(i)
         return w == "be" or (lex.is_verb(w) and lex.verb_lemma(w) == w and (self._np_start(i + 1) or not self._at(i + 1)))
+
+    def _action_look(self, i: int) -> bool:
+        """ "looking at the camera" is an action; "looks delicious", "looks like" are impressions."""
+        return self._at(i) in ("look", "looks", "looking") and self._at(i + 1) in ("at", "into", "towards", "toward", "out of")
 
     def _skip(self, i: int) -> int:
         while i < len(self.t) and self.t[i] not in _BOUNDARY:
@@ -219,10 +224,10 @@ class Parser:
             elif det is None:
                 det = w
             i += 1
-        if self._at(i) == "of" and (count == 1 or det in ("one", "each", "both", "all", "some")):
-            inner, j = self._noun_phrase(i + 1, exclude)  # "one of them": a single one of them
-            if inner is None:
-                return None, start
+        if self._at(i) == "of" and (count == 1 or det in ("each", "both", "all", "some", "many", "several", "most")):
+            inner, j = self._noun_phrase(i + 1, exclude)  # "one of them": a single one; "some of them": them
+            if inner is None or count != 1:
+                return inner, (j if inner is not None else start)
             return Mention(inner.lemma, inner.lemma, det=inner.det or "the"), j
         words, ends = [], []
         while True:
@@ -236,6 +241,9 @@ class Parser:
                 words.append(w)
                 i += 1
                 ends.append(i)
+                continue
+            if (w in lex.OPINION_ADJECTIVES or w.endswith("-looking")) and w not in lex.DETERMINERS:  # "a cozy room"
+                i += 1
                 continue
             if not w or w in _FUNCTION or w in lex.HEDGES or w in lex.ADVERBS:
                 break
@@ -327,6 +335,8 @@ class Parser:
         out, own = [], []
         while True:
             m, j = self._noun_phrase(i, exclude)
+            if m is not None and m.scene and m.of is not None and mode == "full":
+                m = m.of  # "a close-up of a burger with ...": the burger is what is listed
             if m is None:
                 break
             if claim:
@@ -356,9 +366,12 @@ class Parser:
 
     def _postmods(self, m: Mention, i: int, mode: str, exclude=()) -> int:
         """What follows a noun and belongs to it: "with ...", prepositional phrases, participles, "that ..."."""
-        if m.scene or mode == "bare":
+        if mode == "bare":
             return i
         while True:
+            i = self._examples(i)
+            if m.scene:
+                return i
             w = self._at(i)
             if w == "," and self._at(i + 1) == "with" and mode != "pp":  # a place's ", with" is its owner's
                 i, w = i + 1, "with"
@@ -383,13 +396,20 @@ class Parser:
             else:
                 return i
 
+    def _examples(self, i: int) -> int:
+        """ "..., including a microwave and an oven" / "such as forks": the things named are there."""
+        k = i + (self._at(i) == ",")
+        if self._at(k) == "including" and self._np_start(k + 1):
+            _, i = self._np_list(k + 1, claim=True, topics="minor")
+        return i
+
     # ---- predicates ---------------------------------------------------------------------------------------
     def _predicate(self, subjects: list[Mention], i: int) -> int:
         """Coordinated verb groups of the same subjects: "is black and has a silver exhaust pipe", "is
         holding an umbrella while walking in the rain", "are standing on the sidewalk, waiting for the bus"."""
         plural = len(subjects) > 1 or subjects[0].plural
         while True:
-            i = self._verb_group(subjects, i)
+            i = self._examples(self._verb_group(subjects, i))
             k = i + (self._at(i) == ",")
             k += self._at(k) in ("and", "while", "but")
             if k == i:
@@ -406,7 +426,7 @@ class Parser:
         w, negated = self._at(i), False
         if w in lex.MODALS and self._at(i + 1) == "be" and self._at(i + 2) in lex.TRANSPARENT:
             i, w = i + 1, "be"  # "can be seen in the background"
-        if w in lex.HEDGES or w in lex.MODALS:
+        if w in lex.HEDGES and not self._action_look(i) or w in lex.MODALS:
             return self._skip(i)
         if w in ("does", "do", "did") and self._at(i + 1) == "not":
             return self._verb(subjects, i + 2, "do", True)
@@ -424,7 +444,7 @@ class Parser:
             while self._at(i) in lex.ADVERBS and not (self._at(i) in PREPOSITIONS and self._np_start(i + 1)):
                 i += 1
             w = self._at(i)
-            if w in lex.HEDGES:
+            if w in lex.HEDGES and not self._action_look(i):
                 return self._skip(i)
             if w in lex.TRANSPARENT:
                 return self._prepositions(subjects, None, i + 1, negated)
