@@ -18,7 +18,8 @@ from typing import Callable
 from nltk.tokenize.punkt import PunktParameters, PunktSentenceTokenizer
 
 from evaluation.shapes import grammar_text
-from feedback.english_claims import Parser, lines, render
+from feedback.claims_parser import Parser
+from feedback.english_claims import lines, render
 
 _SENTENCES = PunktSentenceTokenizer(PunktParameters())
 _SENTENCES._params.abbrev_types.update({"e.g", "i.e", "etc", "mr", "mrs", "dr", "vs"})

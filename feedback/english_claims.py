@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 
 from feedback import claims_lexicon as lex
-from feedback.claims_parser import PREPOSITIONS, Fact, Mention, Parser  # noqa: F401 (Parser: the entry)
+from feedback.claims_predicates import PREPOSITIONS, Fact, Mention
 
 _LIST_MARKER = re.compile(r"^\s*(?:#+\s*|\d+[.)]\s+|[-*\u2022]\s+)")
 _EMPHASIS = re.compile(r"\*\*|__|`")
