@@ -17,18 +17,30 @@ from pathlib import Path
 
 from feedback.claims import llm_split_claims, split_claims
 from feedback.claims_gold import load_gold, score
+from feedback.llm_claims import QUESTION_MAX_TOKENS, parse_question
 
 GROUPS = (("dev", lambda i: i["split"] == "dev"), ("heldout", lambda i: i["split"] == "heldout"),
           ("llava", lambda i: i["style"] == "llava"), ("qwen", lambda i: i["style"] == "qwen"), ("all", lambda i: True))
 
 
-def llm_splits(texts: list[str], model: str, max_tokens: int) -> list[list]:
+def llm_splits(texts: list[str], model: str, max_tokens: int) -> tuple[list[list], dict]:
+    """The LLM splitter's claims, and how many of its questions the model wrote (the rest fell back to the
+    rule rewrite of the model's fact)."""
     from engine.generation import VLLMEngine
     from engine.zoo import smollm2_model
 
     # The few-shot prompt (~250 tokens), an answer and its fact list share the context.
     engine = VLLMEngine(model or str(smollm2_model()), max_model_len=max_tokens + 1024, enforce_eager=True)
-    return llm_split_claims(texts, engine.complete, max_tokens)
+    rewrites = []
+
+    def complete(prompts, max_tokens):
+        replies = engine.complete(prompts, max_tokens=max_tokens)
+        if max_tokens == QUESTION_MAX_TOKENS:
+            rewrites.extend(replies)
+        return replies
+    splits = llm_split_claims(texts, complete, max_tokens)
+    asked = sum(bool(parse_question(r)) for r in rewrites)
+    return splits, {"facts": len(rewrites), "questions_by_the_model": asked, "rule_rewrites": len(rewrites) - asked}
 
 
 def evaluate(items: list[dict], splits: list[list]) -> dict:
@@ -59,18 +71,22 @@ def main(argv=None) -> dict:
     texts = [item["text"] for item in items]
     results = {}
     for name in args.splitters.split(","):
-        start = time.time()
+        start, extra = time.time(), {}
         if name == "rule":
             splits = [split_claims(t) for t in texts]
         elif name == "llm":
-            splits = llm_splits(texts, args.model, args.max_tokens)
+            splits, extra = llm_splits(texts, args.model, args.max_tokens)
         else:
             raise SystemExit(f"--splitters: unknown splitter {name!r} (rule | llm)")
-        results[name] = {**evaluate(items, splits), "seconds": round(time.time() - start, 1),
+        results[name] = {**evaluate(items, splits), **extra, "seconds": round(time.time() - start, 1),
                          "examples": {items[k]["id"]: [c.question for c in splits[k]] for k in (0, len(items) - 1)}}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=1))
     print(table(results))
+    for name, result in results.items():
+        if "facts" in result:
+            print(f"{name}: {result['facts']} facts listed, {result['questions_by_the_model']} questions written by "
+                  f"the model, {result['rule_rewrites']} rewritten by the rule splitter")
     return results
 
 
