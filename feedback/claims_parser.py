@@ -171,7 +171,8 @@ class Parser(Phrases):
             if not (lex.is_noun(w) or lex.is_adjective(w) or gerund_like):
                 break
             has_noun = any(lex.is_noun(x) for x in words)
-            if has_noun and (gerund_like or self._verb_after_noun(w, words[-1], i) or self._verb_after_plural(w, words[-1], i)):
+            if has_noun and (gerund_like or self._verb_after_noun(w, words[-1], i)
+                             or self._verb_after_plural(w, words[-1], i)):
                 break
             words.append(w)
             i += 1
@@ -181,8 +182,10 @@ class Parser(Phrases):
             if det in ("other", "another") or (det == "the" and self._at(start + 1) == "other"):
                 return self._resolve("it", exclude), i
             return None, start
-        h = heads[-1]
-        i = ends[h]
+        return self._mention(words, heads[-1], det, count, ends[heads[-1]], exclude)
+
+    def _mention(self, words: list[str], h: int, det: str | None, count: int | None, i: int, exclude):
+        """The mention a noun phrase's words name (head ``h``): its name, attributes, number and what it is of."""
         c = next((h - k + 1 for k in (3, 2) if h - k + 1 >= 0 and lex.is_collocation(tuple(words[h - k + 1:h + 1]))
                   and self._collocation_ok(words[h - k + 1], "_".join(words[h - k + 1:h + 1]))), h)
         while c > 0:  # noun modifiers belong to the name: "city street", "hot dog stand"
@@ -205,7 +208,8 @@ class Parser(Phrases):
             return earlier, i
         plural = lex.is_plural(surface) or bool(count and count > 1)
         m = Mention(lemma, surface, plural, count if count and count > 1 else None,
-                    mass=not plural and count is None and (det in (None, "some", "more") or (det not in ("a", "an") and lex.is_mass(lemma))),
+                    mass=not plural and count is None
+                    and (det in (None, "some", "more") or (det not in ("a", "an") and lex.is_mass(lemma))),
                     attrs=attrs,
                     scene=lemma.split()[-1] in lex.SCENE_WORDS, words=tuple(words[:h + 1]), det=det)
         if self._at(i) == "of" and self._np_start(i + 1):
@@ -250,8 +254,8 @@ class Parser(Phrases):
                  clause_break: bool = False) -> tuple[list[Mention], int]:
         """Coordinated noun phrases ("a cat, a dog and two birds"), each with its post-modifiers; a prepositional
         phrase after the last one only ("tomatoes, carrots and onions on the counter") holds for all.
-        ``topics``: pronouns may point back to them ("minor": within the sentence only); ``clause_break``: "..., and a dog is lying ..." starts a
-        clause of its own instead of continuing the list."""
+        ``topics``: pronouns may point back to them ("minor": within the sentence only); ``clause_break``:
+        "..., and a dog is lying ..." starts a clause of its own instead of continuing the list."""
         out, own = [], []
         while True:
             m, j = self._noun_phrase(i, exclude)

@@ -28,7 +28,7 @@ def test_object_swaps_pick_a_co_occurring_object_of_the_same_kind_not_yet_named(
 
 
 def test_plurals_articles_and_capitals_follow_the_swap():
-    assert (plural("knife"), plural("bus"), plural("cell phone"), plural("person")) == ("knives", "buses", "cell phones", "people")
+    assert [plural(w) for w in ("knife", "bus", "cell phone", "person")] == ["knives", "buses", "cell phones", "people"]
     vocab = Vocabulary({"fruit": ("banana", "apple")})
     assert english_inject("A banana.", 1, 0, vocab) == ["An apple."]
     assert english_inject("Two bananas lie there.", 2, 0, vocab) == ["Two apples lie there.", "Three bananas lie there."]
