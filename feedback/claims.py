@@ -125,7 +125,7 @@ def llm_split_claims(answers: list[str], complete: Callable[..., list[str]], max
     flat = [fact for facts in fact_lists for fact in facts]
     asked = (rewrite or complete)([TO_QUESTION_PROMPT.format(fact=f) for f in flat], max_tokens=QUESTION_MAX_TOKENS) \
         if flat else []
-    questions = iter(parse_question(reply) for reply in asked)
+    questions = iter(parse_question(reply, fact) for reply, fact in zip(asked, flat))
     result = []
     for facts in fact_lists:
         claims = []

@@ -60,18 +60,33 @@ def parse_facts(text: str, sentences) -> list[str]:
     return list(dict.fromkeys(f.strip() for f in facts if f.strip()))
 
 
-def parse_question(text: str) -> str:
+_EMBEDDED = re.compile(r"[\"\u201c']\s*((?:is|are|does|do|did|was|were|has|have|can)\b[^?\"\n]*\?)", re.I)
+_STOP = {"the", "a", "an", "is", "are", "there", "in", "on", "of", "image", "does", "do", "it", "this", "not", "no"}
+
+
+def _content(text: str) -> set[str]:
+    return {w.rstrip("s") for w in re.findall(r"[a-z]+", text.lower()) if len(w) > 2 and w not in _STOP}
+
+
+def parse_question(text: str, fact: str = "") -> str:
     """The yes/no question of a rewrite reply ("" if there is none): prefixes, bullets and quotes removed, cut
-    after its question mark."""
+    after its question mark; a question quoted inside a sentence ('The answer to "Is there a man?" is no')
+    counts. With ``fact``, a question that names under half of the fact's content words is not its rewrite
+    (small models copy the few-shot example's question)."""
     for raw in text.splitlines():
         if _ECHO.match(raw):
             break
         line = _clean(raw)
-        if "?" in line:
-            question = _clean(line[:line.index("?")]) + "?"
+        candidates = [_clean(line[:line.index("?")]) + "?"] if "?" in line else []
+        candidates += [_clean(m[1]) for m in _EMBEDDED.finditer(raw)]
+        for question in candidates:
             words = question.split()
-            if len(words) >= 3 and words[0].lower() in _AUXILIARIES:
-                return question[0].upper() + question[1:]
+            if len(words) < 3 or words[0].lower() not in _AUXILIARIES:
+                continue
+            wanted = _content(fact)
+            if wanted and len(wanted & _content(question)) < len(wanted) / 2:
+                continue
+            return question[0].upper() + question[1:]
     return ""
 
 

@@ -35,11 +35,11 @@ def llm_splits(texts: list[str], model: str, max_tokens: int) -> tuple[list[list
 
     def complete(prompts, max_tokens):
         replies = engine.complete(prompts, max_tokens=max_tokens)
-        if max_tokens == QUESTION_MAX_TOKENS:
-            rewrites.extend(replies)
+        if max_tokens == QUESTION_MAX_TOKENS:  # the rewrite prompts end with their fact
+            rewrites.extend(zip(replies, (p.rsplit("Statement: ", 1)[1].rsplit("\nQuestion:", 1)[0] for p in prompts)))
         return replies
     splits = llm_split_claims(texts, complete, max_tokens)
-    asked = sum(bool(parse_question(r)) for r in rewrites)
+    asked = sum(bool(parse_question(reply, fact)) for reply, fact in rewrites)
     return splits, {"facts": len(rewrites), "questions_by_the_model": asked, "rule_rewrites": len(rewrites) - asked}
 
 

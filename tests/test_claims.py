@@ -95,9 +95,11 @@ def test_fact_lists_survive_the_formats_models_write(reply):
     ('"Is the dog brown?"', "Is the dog brown?"),
     ("- Q: is the dog brown? Yes, it is.", "Is the dog brown?"),
     ("Sure!\n1. Is the dog brown?\nStatement: The cat is black.", "Is the dog brown?"),
+    ('The answer to the question "Is the dog brown?" is "No."', "Is the dog brown?"),
     ("Yes.", ""),
     ("The dog is brown.", ""),
     ("What colour is the dog?", ""),
+    ('The answer to the question "Is there a cat in the image?" is "No."', ""),  # the few-shot's, not this fact's
 ])
 def test_rewrite_replies_give_their_yes_no_question_or_nothing(reply, question):
-    assert parse_question(reply) == question
+    assert parse_question(reply, "The dog is brown.") == question
