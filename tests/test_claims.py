@@ -1,4 +1,7 @@
-from feedback.claims import Claim, llm_split_claims, split_claims
+import pytest
+
+from feedback.claims import Claim, llm_split_claims, sentences, split_claims
+from feedback.llm_claims import QUESTION_MAX_TOKENS, parse_facts, parse_question
 
 
 def test_shapesworld_sentence_becomes_existence_size_and_position_claims():
@@ -19,6 +22,7 @@ def test_every_grammar_template_is_split():
 def test_negations_are_kept_and_opinions_dropped():
     claims = split_claims("There is no dog in the picture. I think the scene is beautiful. The cat is not black.")
     assert claims == [Claim("There is no dog.", "Is there a dog in the image?", negated=True),
+                      Claim("There is a cat.", "Is there a cat in the image?"),
                       Claim("The cat is not black.", "Is the cat black?", negated=True)]
 
 
@@ -27,23 +31,32 @@ def test_empty_and_repeated_answers():
     assert len(split_claims("There is a red circle. There is a red circle.")) == 1
 
 
-def test_unknown_sentence_falls_back_to_a_truth_question():
-    [claim] = split_claims("Dogs chase cats.")
-    assert claim.question == "Is it true that dogs chase cats?"
+def test_a_shapesworld_sentence_outside_the_patterns_falls_back_to_a_truth_question():
+    [claim] = split_claims("Yes.")
+    assert claim.question == "Is it true that yes?"
+
+
+def test_a_sentence_outside_shapesworld_goes_to_the_english_splitter():
+    assert [c.question for c in split_claims("Dogs chase cats.")] == [
+        "Are there dogs in the image?", "Are there cats in the image?", "Do the dogs chase cats?"]
 
 
 def test_llm_splitter_parses_fact_lists_and_questions():
-    def complete(prompts):
+    asked = []
+
+    def complete(prompts, max_tokens):
+        asked.append(max_tokens)
         if "List every atomic" in prompts[0]:
             return ["- There is a dog.\n- The dog is brown.\nnoise line", "nothing listed"]
         return ["Is there a dog?", "Is the dog brown?\nextra"]
 
-    assert llm_split_claims(["A brown dog.", "Hmm."], complete) == [
+    assert llm_split_claims(["A brown dog.", "Hmm."], complete, max_tokens=300) == [
         [Claim("There is a dog.", "Is there a dog?"), Claim("The dog is brown.", "Is the dog brown?")], []]
+    assert asked == [300, QUESTION_MAX_TOKENS]
 
 
 def test_llm_splitter_falls_back_to_the_rule_rewrite_when_the_model_does_not_ask():
-    def complete(prompts):
+    def complete(prompts, max_tokens):
         if "List every atomic" in prompts[0]:
             return ["- There is a red circle.\n- The red circle is large."]
         return ["Yes.", "Is the red circle large?"]
@@ -51,3 +64,42 @@ def test_llm_splitter_falls_back_to_the_rule_rewrite_when_the_model_does_not_ask
     assert llm_split_claims(["A large red circle."], complete) == [
         [Claim("There is a red circle.", "Is there a red circle in the image?"),
          Claim("The red circle is large.", "Is the red circle large?")]]
+
+
+def test_llm_splitter_keeps_negations_and_can_ask_a_separate_rewrite_model():
+    def lister(prompts, max_tokens):
+        return ["1. There is no cat.\n2. The dog is brown."]
+
+    def rewriter(prompts, max_tokens):
+        return ["Question: Is there a cat in the image?", "Is the dog brown?"]
+
+    assert llm_split_claims(["A brown dog, no cat."], lister, rewrite=rewriter) == [
+        [Claim("There is no cat.", "Is there a cat in the image?", negated=True),
+         Claim("The dog is brown.", "Is the dog brown?")]]
+
+
+@pytest.mark.parametrize("reply", [
+    "- There is a dog.\n- The dog is brown.",
+    "1. There is a dog.\n2) The dog is brown.",
+    "Here are the facts:\n* \"There is a dog.\"\n\u2022 'The dog is brown.'",
+    "Facts:\n- Fact 1: There is a dog.\n- Fact 2: The dog is brown.\n\nDescription: A cat.\nFacts:\n- There is a cat.",
+    "There is a dog. The dog is brown.",
+])
+def test_fact_lists_survive_the_formats_models_write(reply):
+    assert parse_facts(reply, sentences) == ["There is a dog.", "The dog is brown."]
+
+
+@pytest.mark.parametrize("reply, question", [
+    ("Is the dog brown?", "Is the dog brown?"),
+    ("Question: Is the dog brown?", "Is the dog brown?"),
+    ('"Is the dog brown?"', "Is the dog brown?"),
+    ("- Q: is the dog brown? Yes, it is.", "Is the dog brown?"),
+    ("Sure!\n1. Is the dog brown?\nStatement: The cat is black.", "Is the dog brown?"),
+    ('The answer to the question "Is the dog brown?" is "No."', "Is the dog brown?"),
+    ("Yes.", ""),
+    ("The dog is brown.", ""),
+    ("What colour is the dog?", ""),
+    ('The answer to the question "Is there a cat in the image?" is "No."', ""),  # the few-shot's, not this fact's
+])
+def test_rewrite_replies_give_their_yes_no_question_or_nothing(reply, question):
+    assert parse_question(reply, "The dog is brown.") == question
