@@ -136,7 +136,7 @@ class TrainConfig:
     threads: int = 1
     loss: str = "sigmoid"
     save_steps: int = 20
-    # With loss sigmoid: weight of TRL's "sft" term (token-averaged NLL of the chosen answer; RLAIF-V's
+    # The sigmoid loss only (mdpo and infonce carry their own terms and ignore both): weight of TRL's "sft" term (token-averaged NLL of the chosen answer; RLAIF-V's
     # optional NLL term) beside DPO, and LD-DPO's alpha (TRL's ld_alpha): the weight of the tokens past the
     # shorter answer's length in both log-probs, 1.0 being plain DPO. docs/recipe.md says why the default uses them.
     sft_weight: float = 0.0
@@ -249,8 +249,6 @@ def _validate(cfg: Config) -> None:
         ("train.lr", 0 < cfg.train.lr < 1, "must be in (0, 1)"),
         ("train.sft_weight", cfg.train.sft_weight >= 0, "must be >= 0"),
         ("train.ld_alpha", 0 <= cfg.train.ld_alpha <= 1, "must be in [0, 1]"),
-        ("train.sft_weight", cfg.train.loss == "sigmoid" or (cfg.train.sft_weight == 0 and cfg.train.ld_alpha == 1),
-         "sft_weight and ld_alpha apply to train.loss=sigmoid only"),
         ("data.prior", 0 <= cfg.data.prior <= 1, "must be in [0, 1]"),
         ("sampling.max_tokens", cfg.sampling.max_tokens < cfg.model.max_model_len,
          f"must be < model.max_model_len ({cfg.model.max_model_len}): the prompt and the answer share the context"),

@@ -93,8 +93,10 @@ def train_dpo(base_model: str, pairs_dir: str | Path, out_dir: str | Path, *, pr
     saving = bool(checkpoint_dir) and save_steps > 0
     args = DPOConfig(output_dir=str(checkpoint_dir) if saving else scratch, per_device_train_batch_size=per_step,
                      num_train_epochs=epochs, learning_rate=lr, beta=beta, max_length=None,
-                     loss_type=["sigmoid", "sft"] if sft_weight else ["sigmoid"],
-                     loss_weights=[1.0, sft_weight] if sft_weight else None, ld_alpha=None if ld_alpha == 1 else ld_alpha,
+                     # Candor's grouped losses score plain summed log-probs: TRL's sft term and ld_alpha stay out
+                     loss_type=["sigmoid", "sft"] if sft_weight and loss == "sigmoid" else ["sigmoid"],
+                     loss_weights=[1.0, sft_weight] if sft_weight and loss == "sigmoid" else None,
+                     ld_alpha=None if ld_alpha == 1 or loss != "sigmoid" else ld_alpha,
                      bf16=not use_cpu and dtype == "bfloat16", use_cpu=use_cpu, gradient_checkpointing=False, report_to=[],
                      save_strategy="steps" if saving else "no", save_steps=max(1, save_steps), save_total_limit=1,
                      remove_unused_columns=loss == "sigmoid", logging_steps=1, seed=seed, data_seed=seed,
