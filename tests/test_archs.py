@@ -95,10 +95,28 @@ def test_vllm_serves_it_with_a_lora_adapter_and_scores_yes_no(arch, tmp_path):
     del engine
 
 
+def test_trl_dpo_step_with_peft_through_train_dpo(arch, tmp_path):
+    from test_training import TRAIN, adapter_weights, write_pairs
+
+    from engine.training import train_dpo
+
+    name, folder = arch
+    write_pairs(tmp_path / "pairs", "pairs", prompts=2)
+    figures = train_dpo(str(folder), tmp_path / "pairs", tmp_path / "out", previous_adapter=None, epochs=1,
+                        batch_size=2, **TRAIN)
+    assert figures["steps"] == 1 and figures["loss_first"] == pytest.approx(0.6931, abs=1e-3)  # LoRA B starts at 0
+    weights = adapter_weights(tmp_path / "out")
+    assert weights and all(".language_model." in key for key in weights)  # the LoRA targets exist in this class
+    assert json.loads((tmp_path / "out" / "candor_train.json").read_text())["pairs"] == 2
+
+
 def test_qwen_max_pixels_bounds_the_image_tokens_in_vllm_and_in_training(tmp_path):
     from transformers import AutoProcessor
 
+    from test_training import TRAIN
+
     from engine.generation import VLLMEngine, pixel_bounds
+    from engine.training import train_dpo
 
     folder = build_arch("qwen2.5-vl", tmp_path / "qwen")
     engine = VLLMEngine(str(folder), max_model_len=4096, enforce_eager=True, max_pixels=MAX_PIXELS)
@@ -110,5 +128,33 @@ def test_qwen_max_pixels_bounds_the_image_tokens_in_vllm_and_in_training(tmp_pat
     trained = int(grid.prod()) // 4  # 2x2 patches merge into one token
     # smart_resize keeps 4:3 within 128 * 28^2 pixels: 13 x 9 merged patches (364 x 252 px)
     assert served == trained == 13 * 9
+    # train_dpo's processor carries the same bound: a DPO step on the 2000x1500 image fits max_length=200
+    write_big_pairs(tmp_path / "pairs", big)
+    figures = train_dpo(str(folder), tmp_path / "pairs", tmp_path / "out", previous_adapter=None, epochs=1,
+                        batch_size=1, max_pixels=MAX_PIXELS, max_length=200, **TRAIN)
+    assert figures["steps"] == 1
+    assert AutoProcessor.from_pretrained(tmp_path / "out").image_processor.size["longest_edge"] == MAX_PIXELS
+    with pytest.raises(ValueError, match=r"train.max_length=100: a prompt \(image tokens included\) has 1[0-9]{2} "):
+        train_dpo(str(folder), tmp_path / "pairs", tmp_path / "out2", previous_adapter=None, epochs=1,
+                  batch_size=1, max_pixels=MAX_PIXELS, max_length=100, **TRAIN)
     with pytest.raises(ValueError, match="min_pixels=10 > max_pixels=5"):
         pixel_bounds(10, 5)
+
+
+def write_big_pairs(pairs_dir, image):
+    """One preference pair on a photo-sized image."""
+    import io
+
+    from datasets import Dataset, Features
+
+    from feedback.pairs import conversation, pairs_schema
+
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    prompt, chosen = conversation(DESCRIBE, "There is a large green square at the top left.")
+    _, rejected = conversation(DESCRIBE, "There is a small red circle at the bottom right.")
+    row = {"id": "big:0>1", "prompt_id": "big", "round": 1, "images": [{"bytes": buffer.getvalue(), "path": None}],
+           "prompt": prompt, "chosen": chosen, "rejected": rejected, "chosen_score": 0, "rejected_score": -1,
+           "source": "test", "group": "big", "chosen_rank": 0, "rejected_rank": 1}
+    pairs_dir.mkdir(parents=True)
+    Dataset.from_list([row], features=Features.from_arrow_schema(pairs_schema())).to_parquet(str(pairs_dir / "part-00000.parquet"))
