@@ -19,7 +19,7 @@ def arch(request, tmp_path_factory):
     return request.param, build_arch(request.param, tmp_path_factory.mktemp(request.param))
 
 
-def make_adapter(model_dir, out):
+def make_adapter(model_dir, out, alpha=64):
     """A PEFT LoRA adapter on the language model with random (non-zero) B, so serving it changes answers."""
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForImageTextToText
@@ -28,7 +28,7 @@ def make_adapter(model_dir, out):
 
     torch.manual_seed(1)
     model = AutoModelForImageTextToText.from_pretrained(model_dir, dtype=torch.float32)
-    peft = get_peft_model(model, LoraConfig(r=8, lora_alpha=64, target_modules=LORA_TARGETS, init_lora_weights=False))
+    peft = get_peft_model(model, LoraConfig(r=8, lora_alpha=alpha, target_modules=LORA_TARGETS, init_lora_weights=False))
     peft.save_pretrained(out, safe_serialization=True)
     return str(out)
 
