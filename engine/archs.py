@@ -197,8 +197,9 @@ ARCHS = {"llava-1.5": (LLAMA_TOKENS, llava15), "llava-next": (YI_CHATML_TOKENS, 
          "qwen2.5-vl": (QWEN_TOKENS, qwen25_vl)}
 
 
-def build_arch(name: str, out: str | Path, seed: int = 0) -> Path:
-    """Writes the tiny ``name`` model (one of ARCHS) with its tokenizer, processor and chat template to ``out``."""
+def build_arch(name: str, out: str | Path, seed: int = 0, warm_up_steps: int = 0) -> Path:
+    """Writes the tiny ``name`` model (one of ARCHS) with its tokenizer, processor and chat template to ``out``;
+    ``warm_up_steps`` > 0 first teaches it ShapesWorld's sentences (``warm_up``)."""
     if name not in ARCHS:
         raise ValueError(f"architecture {name!r}: expected one of {', '.join(ARCHS)}")
     spec, make = ARCHS[name]
@@ -206,7 +207,38 @@ def build_arch(name: str, out: str | Path, seed: int = 0) -> Path:
     tokenizer = build_tokenizer(spec)
     model, processor = make(tokenizer)
     model.generation_config.eos_token_id = tokenizer.eos_token_id
+    if warm_up_steps:
+        warm_up(model, processor, warm_up_steps, seed)
     out = Path(out)
     save(model, processor, out)  # the zoo's saver: safetensors under the key names vLLM 0.32 expects
     (out / "candor_arch.json").write_text(json.dumps({"arch": name, "seed": seed}))
     return out
+
+
+def warm_up(model, processor, steps: int, seed: int, batch_size: int = 8, lr: float = 3e-3) -> None:
+    """A few captioning steps on ShapesWorld through the model's own processor, so a random model answers in
+    the world's sentences ("There is a small red circle at the top left.") that the rule splitter turns into
+    claims: a round then has claims to check and pairs to train on. The loss covers the answer and its end."""
+    from evaluation.shapes import ShapesWorld
+
+    world = ShapesWorld(seed)
+    tokenizer = processor.tokenizer
+    tokenizer.padding_side = "right"
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+    model.train()
+    for step in range(steps):
+        examples = [world.policy_example(step * batch_size + j) for j in range(batch_size)]
+        images = [image for image, _, _ in examples]
+        prompts = [processor.apply_chat_template(
+            [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}],
+            add_generation_prompt=True, tokenize=False) for _, question, _ in examples]
+        batch = processor(text=[p + a + tokenizer.eos_token for p, (_, _, a) in zip(prompts, examples)],
+                          images=images, return_tensors="pt", padding=True)
+        prompt_lengths = processor(text=prompts, images=images, return_tensors="pt", padding=True)["attention_mask"].sum(1)
+        labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
+        for row, length in enumerate(prompt_lengths.tolist()):
+            labels[row, :length] = -100
+        model(**batch, labels=labels).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    model.eval()
