@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from engine.zoo import CHAT_TEMPLATE as LLAVA_TEMPLATE  # llava-1.5's conversation format
 from engine.zoo import CLIP_MEAN, CLIP_STD, save
 from evaluation.shapes import grammar_text
 from feedback.labelers import QUESTION_SUFFIX
@@ -36,14 +37,6 @@ NEXT_PINPOINTS = [[336, 672], [672, 336], [672, 672], [1008, 336], [336, 1008]]
 # Qwen2.5-VL's processor defaults: 4 to 1280 merged 28x28 patches.
 QWEN_MIN_PIXELS, QWEN_MAX_PIXELS = 56 * 56, 28 * 28 * 1280
 
-LLAVA_TEMPLATE = (
-    "{% for m in messages %}{% if m['role'] == 'user' %}USER: "
-    "{% if m['content'] is string %}{{ m['content'] }}{% else %}{% for c in m['content'] %}"
-    "{% if c['type'] == 'image' %}<image>\n{% else %}{{ c['text'] }}{% endif %}{% endfor %}{% endif %} "
-    "{% else %}ASSISTANT: {% if m['content'] is string %}{{ m['content'] }}{% else %}"
-    "{% for c in m['content'] %}{{ c['text'] }}{% endfor %}{% endif %}</s>{% endif %}{% endfor %}"
-    "{% if add_generation_prompt %}ASSISTANT:{% endif %}"
-)
 # llava-v1.6-34b-hf's template: ChatML, images before the text of a turn.
 CHATML_IMAGE_FIRST = (
     "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\n' }}"
