@@ -1,4 +1,5 @@
-"""The run's preference data as one HF dataset: ``python -m engine.export RUN_DIR OUT_DIR``.
+"""The run's preference data as one HF dataset: ``python -m engine.export RUN_DIR OUT_DIR``
+(``--merge [--round N]``: a round's policy as one plain model instead, engine/merge.py).
 
 Every round's pairs table goes into one ``datasets.Dataset`` saved with ``save_to_disk``. It keeps TRL's
 conversational DPO columns (``images``, ``prompt``, ``chosen``, ``rejected``), so ``DPOTrainer`` trains on
@@ -60,16 +61,32 @@ def export_preferences(run_dir: str | Path, out_dir: str | Path):
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 2:
-        print("usage: python -m engine.export RUN_DIR OUT_DIR", file=sys.stderr)
-        return 2
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m engine.export",
+                                     description="A run's pairs as one HF dataset, or with --merge a round's policy "
+                                                 "as one plain model (engine/merge.py).")
+    parser.add_argument("run_dir")
+    parser.add_argument("out_dir")
+    parser.add_argument("--merge", action="store_true", help="write the policy with its adapter merged")
+    parser.add_argument("--round", type=int, default=None, help="with --merge: the round (default: the newest trained)")
+    args = parser.parse_args(argv)
+    if args.round is not None and not args.merge:
+        parser.error("--round goes with --merge")
     try:
-        dataset = export_preferences(*argv)
+        if args.merge:
+            from engine.merge import merge_adapter, round_adapter
+
+            k, adapter = round_adapter(args.run_dir, args.round)
+            merge_adapter(adapter, args.out_dir)
+            print(f"round {k}'s policy merged -> {args.out_dir} (a plain model for HF and vLLM)")
+            return 0
+        dataset = export_preferences(args.run_dir, args.out_dir)
     except (FileNotFoundError, FileExistsError, ValueError) as e:
         print(f"engine.export: {e}", file=sys.stderr)
         return 1
     rounds = sorted(set(dataset["round"]))
-    print(f"{len(dataset)} preference pairs from rounds {rounds} -> {argv[1]} (datasets.load_from_disk)")
+    print(f"{len(dataset)} preference pairs from rounds {rounds} -> {args.out_dir} (datasets.load_from_disk)")
     return 0
 
 

@@ -36,7 +36,8 @@ class VLLMEngine:
                  enable_lora: bool = False, max_lora_rank: int = 16, tensor_parallel_size: int = 1,
                  gpu_memory_utilization: float = 0.9, enable_prefix_caching: bool = True,
                  trust_remote_code: bool = False, max_logprobs: int = 20, enforce_eager: bool = False,
-                 max_num_batched_tokens: int | None = None, mm_processor_cache_gb: float = 4.0, cpu: bool = True):
+                 max_num_batched_tokens: int | None = None, mm_processor_cache_gb: float = 4.0, cpu: bool = True,
+                 min_pixels: int | None = None, max_pixels: int | None = None):
         if cpu:
             for key, value in CPU_ENV.items():
                 os.environ.setdefault(key, value)
@@ -54,6 +55,10 @@ class VLLMEngine:
         extra = {"distributed_executor_backend": "uni"} if cpu else {}
         if self.multimodal:
             extra.update(limit_mm_per_prompt={"image": 1}, mm_processor_cache_gb=mm_processor_cache_gb)
+            # Dynamic-resolution models (Qwen2.5-VL) size an image's token count by these pixel bounds.
+            pixels = pixel_bounds(min_pixels, max_pixels)
+            if pixels:
+                extra["mm_processor_kwargs"] = pixels
         self.llm = LLM(model=model, dtype=dtype, max_model_len=max_model_len, seed=seed, enable_lora=enable_lora,
                        max_lora_rank=max_lora_rank, tensor_parallel_size=tensor_parallel_size,
                        gpu_memory_utilization=gpu_memory_utilization, enable_prefix_caching=enable_prefix_caching,
@@ -156,6 +161,17 @@ class VLLMEngine:
             ids, logprobs = out.prompt_token_ids, out.prompt_logprobs
             result.append([logprobs[i][ids[i]].logprob for i in range(len(ids) - n_answer, len(ids))])
         return result
+
+
+def pixel_bounds(min_pixels: int | None, max_pixels: int | None) -> dict:
+    """The processor kwargs that bound a dynamic-resolution image (only the bounds that are set): the same
+    keys for vLLM's ``mm_processor_kwargs`` and for HF's ``AutoProcessor.from_pretrained``."""
+    for name, value in (("min_pixels", min_pixels), ("max_pixels", max_pixels)):
+        if value is not None and value <= 0:
+            raise ValueError(f"{name}={value}: expected a positive pixel count")
+    if min_pixels is not None and max_pixels is not None and min_pixels > max_pixels:
+        raise ValueError(f"min_pixels={min_pixels} > max_pixels={max_pixels}")
+    return {name: value for name, value in (("min_pixels", min_pixels), ("max_pixels", max_pixels)) if value is not None}
 
 
 def _single_token_ids(tokenizer, words) -> list[int]:

@@ -22,6 +22,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from engine.generation import pixel_bounds
 from engine.losses import LOSSES, candor_loss
 from engine.progress import Progress
 
@@ -40,10 +41,12 @@ def load_pairs(pairs_dir: str | Path):
 
 
 def train_dpo(base_model: str, pairs_dir: str | Path, out_dir: str | Path, *, previous_adapter: str | None,
-              reference: str, beta: float, lr: float, epochs: int, sft_weight: float = 0.0, ld_alpha: float = 1.0, batch_size: int, lora_r: int, lora_alpha: int,
-              threads: int, seed: int, use_cpu: bool = True, loss: str = "sigmoid",
+              reference: str, beta: float, lr: float, epochs: int, batch_size: int, lora_r: int, lora_alpha: int,
+              threads: int, sft_weight: float = 0.0, ld_alpha: float = 1.0, seed: int, use_cpu: bool = True, loss: str = "sigmoid",
               checkpoint_dir: str | Path | None = None, save_steps: int = 0, rank: int = 0, world_size: int = 1,
-              master: str = "127.0.0.1:29500", dtype: str = "float32") -> dict:
+              master: str = "127.0.0.1:29500", dtype: str = "float32", gradient_checkpointing: bool = False,
+              grad_accum_steps: int = 1, max_length: int | None = None, min_pixels: int | None = None,
+              max_pixels: int | None = None) -> dict:
     """Trains one round's adapter and saves it (safetensors) to ``out_dir``; returns the round's DPO figures.
 
     ``batch_size`` counts pair rows; the grouped losses put as many whole groups in a step as fit in it (at
@@ -60,9 +63,20 @@ def train_dpo(base_model: str, pairs_dir: str | Path, out_dir: str | Path, *, pr
 
     ``dtype`` (``model.dtype``) is the base model's dtype on GPUs, with bf16 mixed precision for bfloat16; on
     the CPU training stays in float32 (DESIGN.md §4). PEFT keeps the LoRA weights themselves in float32.
+
+    Memory (docs/real-models.md): ``gradient_checkpointing`` recomputes activations in the backward pass
+    instead of keeping them (same loss and gradients); ``grad_accum_steps`` sums the gradients of that many
+    batches before one optimizer step (a step of ``grad_accum_steps * batch_size`` rows); ``max_length`` caps
+    prompt + completion tokens by cutting completions only: an image's tokens are never cut, and a prompt
+    that alone reaches the cap is an error. ``min_pixels``/``max_pixels`` bound a dynamic-resolution image
+    (Qwen2.5-VL) as the sampler's vLLM engine does.
     """
     if loss not in LOSSES:
         raise ValueError(f"loss={loss!r}: expected one of {', '.join(LOSSES)}")
+    if grad_accum_steps < 1:
+        raise ValueError(f"grad_accum_steps={grad_accum_steps}: expected at least 1")
+    if max_length is not None and max_length < 1:
+        raise ValueError(f"max_length={max_length}: expected a positive token count or None")
     if world_size > 1:
         _join_group(rank, world_size, master, use_cpu, threads)
     import torch
@@ -72,16 +86,16 @@ def train_dpo(base_model: str, pairs_dir: str | Path, out_dir: str | Path, *, pr
 
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
-    processor = AutoProcessor.from_pretrained(base_model)
+    processor = AutoProcessor.from_pretrained(base_model, **pixel_bounds(min_pixels, max_pixels))
     dataset = load_pairs(pairs_dir)
-    train_rows, per_step, collator = dataset, batch_size, None
+    train_rows, per_step, collator = dataset, batch_size, CappedCollator(processor, max_length)
     if loss != "sigmoid":
         train_rows = grouped_pairs(dataset)
         if loss == "infonce" and set(dataset["chosen_rank"]) != {0}:
             raise ValueError(f"pairs table in {pairs_dir}: loss=infonce needs chosen_rank 0 on every row "
                              "(one chosen against k rejected per group)")
         per_step = max(1, batch_size // max(len(rows) for rows in train_rows["rows"]))
-        collator = GroupCollator(processor, dataset)
+        collator = GroupCollator(processor, dataset, max_length)
     load_dtype = torch.float32 if use_cpu or dtype == "float32" else dtype if dtype == "auto" else getattr(torch, dtype)
     model = AutoModelForImageTextToText.from_pretrained(base_model, dtype=load_dtype)
     peft_config = None
@@ -97,7 +111,10 @@ def train_dpo(base_model: str, pairs_dir: str | Path, out_dir: str | Path, *, pr
                      loss_type=["sigmoid", "sft"] if sft_weight and loss == "sigmoid" else ["sigmoid"],
                      loss_weights=[1.0, sft_weight] if sft_weight and loss == "sigmoid" else None,
                      ld_alpha=None if ld_alpha == 1 or loss != "sigmoid" else ld_alpha,
-                     bf16=not use_cpu and dtype == "bfloat16", use_cpu=use_cpu, gradient_checkpointing=False, report_to=[],
+                     bf16=not use_cpu and dtype == "bfloat16", use_cpu=use_cpu, report_to=[],
+                     gradient_checkpointing=gradient_checkpointing, gradient_accumulation_steps=grad_accum_steps,
+                     # non-reentrant checkpointing needs no input that requires grad (LoRA freezes the embeddings)
+                     gradient_checkpointing_kwargs={"use_reentrant": False} if gradient_checkpointing else None,
                      save_strategy="steps" if saving else "no", save_steps=max(1, save_steps), save_total_limit=1,
                      remove_unused_columns=loss == "sigmoid", logging_steps=1, seed=seed, data_seed=seed,
                      dataloader_num_workers=0, lr_scheduler_type="constant", warmup_steps=0,
@@ -177,13 +194,40 @@ def grouped_pairs(pairs):
     return pairs.select([rows[0] for rows in members]).select_columns(["images"]).add_column("rows", members)
 
 
+SEQUENCE_KEYS = ("input_ids", "attention_mask", "completion_mask", "token_type_ids", "mm_token_type_ids")
+
+
+class CappedCollator:
+    """TRL's vision preference collator, then at most ``max_length`` tokens per row cut from the completions'
+    end. TRL's own cap cuts wherever the limit falls, image tokens included ("image features and image tokens
+    do not match", DESIGN.md §5), so a prompt that alone reaches the cap is refused here instead."""
+
+    def __init__(self, processor, max_length: int | None):
+        from trl.trainer.dpo_trainer import DataCollatorForVisionPreference
+
+        self.collate = DataCollatorForVisionPreference(processor=processor, max_length=None)
+        self.max_length = max_length
+
+    def __call__(self, rows: list[dict]) -> dict:
+        batch = self.collate(rows)
+        if self.max_length is None or batch["input_ids"].size(1) <= self.max_length:
+            return batch
+        # Rows are flushed left: prompt tokens, then completion tokens, then padding.
+        prompt = (batch["attention_mask"] * (1 - batch["completion_mask"])).sum(dim=1).max().item()
+        if prompt >= self.max_length:
+            raise ValueError(f"train.max_length={self.max_length}: a prompt (image tokens included) has {prompt} "
+                             "tokens, leaving no room for its answer; raise train.max_length or lower max_pixels")
+        for key in SEQUENCE_KEYS:
+            if key in batch:
+                batch[key] = batch[key][:, : self.max_length]
+        return batch
+
+
 class GroupCollator:
     """TRL's vision preference collator over the rows of whole groups, plus each row's group and chosen rank."""
 
-    def __init__(self, processor, pairs):
-        from trl.trainer.dpo_trainer import DataCollatorForVisionPreference
-
-        self.collate_pairs = DataCollatorForVisionPreference(processor=processor, max_length=None)
+    def __init__(self, processor, pairs, max_length: int | None = None):
+        self.collate_pairs = CappedCollator(processor, max_length)
         self.pairs = pairs
 
     def __call__(self, groups: list[dict]) -> dict:

@@ -240,16 +240,24 @@ def train(kind: str, recipe: ZooRecipe, out: Path, init: Path | None = None, log
 
 
 def save(model, processor, out: Path) -> None:
-    """Saves weights as safetensors under the names both HF and vLLM load."""
+    """Saves weights as safetensors under the names both HF and vLLM load (shards and their index too)."""
     model.save_pretrained(out, safe_serialization=True)
     processor.save_pretrained(out)
-    weights = out / "model.safetensors"
-    state = load_file(weights)
+
     # transformers 5 writes the CLIP tower without its ``vision_model`` level; vLLM 0.32 expects it, and HF
     # reads both spellings.
-    renamed = {k.replace("vision_tower.", "vision_tower.vision_model.", 1)
-               if "vision_tower." in k and "vision_tower.vision_model." not in k else k: v for k, v in state.items()}
-    save_file(renamed, weights, metadata={"format": "pt"})
+    def rename(key: str) -> str:
+        if "vision_tower." in key and "vision_tower.vision_model." not in key:
+            return key.replace("vision_tower.", "vision_tower.vision_model.", 1)
+        return key
+
+    for weights in sorted(out.glob("model*.safetensors")):
+        save_file({rename(k): v for k, v in load_file(weights).items()}, weights, metadata={"format": "pt"})
+    index = out / "model.safetensors.index.json"
+    if index.exists():
+        data = json.loads(index.read_text())
+        data["weight_map"] = {rename(k): v for k, v in data["weight_map"].items()}
+        index.write_text(json.dumps(data, indent=2))
 
 
 def build_zoo(recipe: ZooRecipe = FULL, cache: Path = CACHE, shipped: Path | None = SHIPPED) -> dict[str, Path]:

@@ -1,0 +1,48 @@
+"""A round's policy as one plain model: the base with the round's LoRA adapter merged into its weights.
+
+The folder holds safetensors (under the key names vLLM 0.32 loads), the processor and the chat template, so
+HF loads it without PEFT and vLLM serves it as a plain model (no ``enable_lora``). Reached through
+``python -m engine.export RUN OUT --merge [--round N]``.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def round_adapter(run_dir: str | Path, round_index: int | None = None) -> tuple[int, Path]:
+    """(round, adapter folder) of ``round_index``, or of the newest round whose policy is an adapter."""
+    run = Path(run_dir)
+    if not (run / "rounds").is_dir():
+        raise FileNotFoundError(f"{run}: not a run directory (no rounds/ folder)")
+    trained = sorted(int(p.parent.parent.name) for p in (run / "rounds").glob("[0-9][0-9][0-9]/policy/adapter_config.json"))
+    if not trained:
+        raise ValueError(f"{run}: no round has a trained policy (rounds/NNN/policy/adapter_config.json)")
+    if round_index is None:
+        round_index = trained[-1]
+    if round_index not in trained:
+        raise ValueError(f"--round {round_index}: {run} has a trained policy in rounds {trained}")
+    return round_index, run / "rounds" / f"{round_index:03d}" / "policy"
+
+
+def merge_adapter(adapter_dir: str | Path, out_dir: str | Path, base_model: str | None = None,
+                  dtype: str = "float32") -> Path:
+    """Writes base + adapter merged to ``out_dir``. The base defaults to the one the adapter was trained on
+    (PEFT records it in adapter_config.json); the processor is the adapter's (it carries the round's pixel
+    bounds), else the base's."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from engine.zoo import save
+
+    adapter, out = Path(adapter_dir), Path(out_dir)
+    if out.exists() and any(out.iterdir()):
+        raise FileExistsError(f"{out}: exists and is not empty; merge into a new folder")
+    base = base_model or json.loads((adapter / "adapter_config.json").read_text())["base_model_name_or_path"]
+    model = AutoModelForImageTextToText.from_pretrained(base, dtype=getattr(torch, dtype))
+    merged = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+    processor_source = adapter if (adapter / "processor_config.json").exists() else base
+    save(merged, AutoProcessor.from_pretrained(processor_source), out)
+    (out / "candor_merged.json").write_text(json.dumps({"base_model": str(base), "adapter": str(adapter.resolve())}))
+    return out
