@@ -2,6 +2,7 @@
 splitter, the architecture itself as the vlm labeler (yes/no scoring), TRL DPO with PEFT, and evaluation
 served with the round's LoRA adapter."""
 import json
+import os
 
 import pytest
 from test_loop import ENV, ROOT
@@ -16,6 +17,13 @@ ROUND = ["run.rounds=1", "sampling.prompts_per_round=8", "sampling.n=4", "sampli
          "model.max_num_batched_tokens=16384"]
 
 
+# Minutes per architecture on 2 cores (LLaVA-1.5 332 s; Qwen2.5-VL's engine start alone ~400 s under load): opt-in,
+# so the default suite stays inside CI's time.
+SLOW = pytest.mark.skipif(os.environ.get("CANDOR_ARCH_ROUNDS") != "1",
+                          reason="a full round per architecture takes minutes each: set CANDOR_ARCH_ROUNDS=1")
+
+
+@SLOW
 @pytest.mark.parametrize("name", sorted(ARCHS))
 def test_one_rlaifv_round_per_architecture(name, tmp_path):
     import subprocess
