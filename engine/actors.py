@@ -68,6 +68,9 @@ class TrainerActor:
         return os.getpid()
 
 
+ACTOR_CLASSES = {"sampler": SamplerActor, "labeler": LabelerActor, "splitter": SplitterActor, "trainer": TrainerActor}
+
+
 def engine_kwargs(cfg: Config, lora: bool) -> dict:
     m = cfg.model
     return {"dtype": m.dtype, "max_model_len": m.max_model_len, "seed": cfg.run.seed, "enable_lora": lora,
