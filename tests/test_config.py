@@ -95,3 +95,47 @@ def test_resume_with_changed_stage_config_is_refused_unless_forced(tmp_path):
     with pytest.raises(ConfigError, match="sampling.temperature"):
         prepare_run(changed, tmp_path / "run")
     prepare_run(changed, tmp_path / "run", force=True)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("train.beta=inf", "train.beta: must be a finite number"),
+    ("train.lr=nan", "train.lr: must be a finite number"),
+    ("data.prior=-inf", "data.prior: must be a finite number"),
+    ("run.seed=-1", "run.seed: must be >= 0"),
+    ("data.world_seed=-3", "data.world_seed: must be >= 0"),
+    ("train.grad_accum_steps=0", "train.grad_accum_steps: must be >= 1"),
+    ("model.dtype=float8", "model.dtype: must be one of"),
+    ("eval.suites=shapesworld,python:no_such_module:suite", "eval.suites: cannot load"),
+    ("feedback.labeler=python:labeler_plugin:NoSuchLabeler", "feedback.labeler: cannot load"),
+    ("model.min_pixels=1000 model.max_pixels=10", "model.max_pixels: must be >= model.min_pixels"),
+])
+def test_non_finite_numbers_negative_seeds_and_mistyped_plugins_are_refused_at_load(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config("configs/shapes-rlaifv.yaml", override.split())
+
+
+def test_the_fields_other_parts_plug_into_have_their_defaults_and_parse():
+    cfg = load_config("configs/shapes-rlaifv.yaml")
+    assert (cfg.train.gradient_checkpointing, cfg.train.grad_accum_steps, cfg.train.max_length) == (False, 1, None)
+    assert (cfg.model.min_pixels, cfg.model.max_pixels, cfg.feedback.splitter_max_tokens) == (None, None, 256)
+    assert cfg.eval.suites == ["shapesworld"]
+    cfg = load_config("configs/shapes-rlaifv.yaml", ["train.gradient_checkpointing=true", "train.max_length=1024",
+                                                      "model.max_pixels=200704", "train.max_length=none"])
+    assert cfg.train.gradient_checkpointing is True and cfg.train.max_length is None and cfg.model.max_pixels == 200704
+    assert config_from_dict(cfg.to_dict()) == cfg
+
+
+def test_a_plugin_labeler_gets_its_model_name_as_it_is():
+    cfg = load_config("configs/shapes-rlaifv.yaml", ["feedback.labeler=python:labeler_plugin:LengthLabeler",
+                                                      "feedback.labeler_model=gpt-4o-mini"])
+    assert cfg.feedback.labeler_model == "gpt-4o-mini"
+
+
+def test_another_sources_knob_never_blocks_resuming_a_run(tmp_path):
+    cfg = load_config("configs/shapes-rlaifv.yaml")
+    prepare_run(cfg, tmp_path / "run")
+    bpo_knob = load_config("configs/shapes-rlaifv.yaml", ["feedback.bpo_noise_step=700", "feedback.seva_k=3"])
+    assert changed_keys(cfg, bpo_knob) == []
+    prepare_run(bpo_knob, tmp_path / "run")
+    rlaifv_knob = load_config("configs/shapes-rlaifv.yaml", ["feedback.max_pairs_per_prompt=3"])
+    assert changed_keys(cfg, rlaifv_knob) == ["feedback.max_pairs_per_prompt"]
