@@ -15,6 +15,7 @@ from engine.config import Config
 from engine.executor import Executor
 from engine.models import Models
 from engine.prompt_data import load_prompt_rows
+from engine.prompt_screen import TokenScreen
 from engine.store import RunStore, fsync_dir, fsync_tree
 from evaluation.heldout import greedy_handles
 from evaluation.layout import eval_stage
@@ -27,8 +28,11 @@ class NonFiniteLoss(RuntimeError):
     """DPO produced an infinite or NaN loss: the round stops and the previous policy stays."""
 
 
-def prompts_stage(cfg: Config) -> Stage:
+def prompts_stage(cfg: Config, policy: str | None = None) -> Stage:
+    """The round's prompt rows; every row that cannot be used is a counted skip with its reason (decoding,
+    then, with ``policy``'s tokenizer, special tokens and the context budget: engine/prompt_screen.py)."""
     world = ShapesWorld(cfg.data.world_seed, cfg.data.prior)
+    screens: list[TokenScreen | str] = []  # built on first use, once
 
     def prompts(ctx: RoundContext, _, __):
         size, k = cfg.sampling.prompts_per_round, ctx.round
@@ -37,8 +41,22 @@ def prompts_stage(cfg: Config) -> Stage:
         else:
             rows = shapes_prompts(world, size, start=(k - 1) * size)
         kept, skipped = select_prompts(rows)
-        return kept, {"skipped": len(skipped), "skip_reasons": skipped}
+        if not screens:
+            screens.append(_token_screen(cfg, policy))
+        if isinstance(screens[0], TokenScreen):
+            kept, refused = screens[0].screen(kept)
+            skipped = {**skipped, **refused}
+        notes = {} if isinstance(screens[0], TokenScreen) else {"token_screen": screens[0]}
+        return kept, {"skipped": len(skipped), "skip_reasons": skipped, **notes}
     return Stage("prompts", prompts)
+
+
+def _token_screen(cfg: Config, policy: str | None) -> TokenScreen | str:
+    """The policy's token screen, or why there is none (recorded in the prompts marker: nothing is hidden)."""
+    try:
+        return TokenScreen(policy, cfg.model.max_model_len, cfg.sampling.max_tokens) if policy else "off: no policy"
+    except (OSError, ValueError) as e:
+        return f"off: the policy's tokenizer did not load ({type(e).__name__})"
 
 
 def train_stage(cfg: Config, store: RunStore, models: Models, executor: Executor, policy_model: str) -> Stage:

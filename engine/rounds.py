@@ -31,7 +31,7 @@ class Rounds:
         self.cfg, self.store, self.models, self.log = cfg, store, models, log
         self.source_stages = checked_stages(load_source(cfg.feedback.source), cfg)
         self.evals = eval_stages(cfg, store)
-        self.engine_stages = (prompts_stage(cfg), train_stage(cfg, store, models, executor, models.policy))
+        self.engine_stages = (prompts_stage(cfg, models.policy), train_stage(cfg, store, models, executor, models.policy))
 
     def stages(self, k: int) -> list[Stage]:
         prompts, train = self.engine_stages

@@ -33,10 +33,11 @@ def changed_keys(old: Config, new: Config) -> list[str]:
 def check_inputs(cfg: Config) -> None:
     """What can be checked before the run directory is touched: a missing column or an empty dataset."""
     if cfg.data.source == "dataset":
-        from engine.prompt_data import load_prompt_rows
+        from engine.prompt_data import check_image_paths, load_prompt_rows
         from engine.round_stages import dataset_options
 
         load_prompt_rows(**dataset_options(cfg), count=1)
+        check_image_paths(**dataset_options(cfg))
 
 
 def prepare_run(cfg: Config, run_dir: Path, force: bool = False, resume_from: int | None = None,
