@@ -245,14 +245,12 @@ def _message(error: dict, section: str) -> str:
     kind, ctx, value = error["type"], error.get("ctx") or {}, error.get("input")
     if kind == "extra_forbidden":
         return f"{key}: unknown key (known in {section}: {', '.join(SECTIONS[section].model_fields)})"
-    bounds = {"greater_than_equal": (">=", "ge"), "greater_than": (">", "gt"), "less_than_equal": ("<=", "le"),
-              "less_than": ("<", "lt")}
-    if kind in bounds:
-        return f"{key}: must be {bounds[kind][0]} {ctx[bounds[kind][1]]}, got {value!r}"
+    if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than", "finite_number"):
+        return f"{key}: must be {_range(section, error['loc'][0], kind)}"
     if kind == "literal_error":
         return f"{key}: must be one of {ctx['expected']}, got {value!r}"
-    if kind == "finite_number":
-        return f"{key}: must be a finite number, got {value!r}"
+    if kind == "int_from_float":
+        return f"{key}: expected int, got float {value!r}"
     if kind.endswith("_parsing"):
         return f"{key}: cannot parse {value!r} as {kind.split('_')[0]}"
     if kind.endswith("_type"):
@@ -260,6 +258,19 @@ def _message(error: dict, section: str) -> str:
     if kind == "value_error":  # the section's own check, which names the key
         return f"{section}.{ctx.get('error', error['msg'])}"
     return f"{key}: {error['msg']}"
+
+
+def _range(section: str, name: str, kind: str) -> str:
+    """What a numeric field accepts: ">= 1", "in [0, 5]", "in (0, 1)", or "a finite number"."""
+    limits = {type(m).__name__: m for m in SECTIONS[section].model_fields[name].metadata}
+    low = ("[", limits["Ge"].ge) if "Ge" in limits else ("(", limits["Gt"].gt) if "Gt" in limits else None
+    high = (limits["Le"].le, "]") if "Le" in limits else (limits["Lt"].lt, ")") if "Lt" in limits else None
+    if low and high:
+        return f"in {low[0]}{low[1]}, {high[0]}{high[1]}"
+    if low or high:
+        return f"{'>=' if low and low[0] == '[' else '>' if low else '<=' if high[1] == ']' else '<'} " \
+               f"{low[1] if low else high[0]}" + (" (a finite number)" if kind == "finite_number" else "")
+    return "a finite number"
 
 
 def _build(data: dict) -> Config:

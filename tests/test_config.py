@@ -98,9 +98,9 @@ def test_resume_with_changed_stage_config_is_refused_unless_forced(tmp_path):
 
 
 @pytest.mark.parametrize("override, message", [
-    ("train.beta=inf", "train.beta: must be a finite number"),
-    ("train.lr=nan", "train.lr: must be a finite number"),
-    ("data.prior=-inf", "data.prior: must be a finite number"),
+    ("train.beta=inf", r"train.beta: must be > 0 \(a finite number\)"),
+    ("train.lr=nan", r"train.lr: must be in \(0, 1\)"),
+    ("data.prior=-inf", r"data.prior: must be in \[0, 1\]"),
     ("run.seed=-1", "run.seed: must be >= 0"),
     ("data.world_seed=-3", "data.world_seed: must be >= 0"),
     ("train.grad_accum_steps=0", "train.grad_accum_steps: must be >= 1"),
@@ -139,3 +139,13 @@ def test_another_sources_knob_never_blocks_resuming_a_run(tmp_path):
     prepare_run(bpo_knob, tmp_path / "run")
     rlaifv_knob = load_config("configs/shapes-rlaifv.yaml", ["feedback.max_pairs_per_prompt=3"])
     assert changed_keys(cfg, rlaifv_knob) == ["feedback.max_pairs_per_prompt"]
+
+
+def test_a_mistyped_plugin_stops_iterate_before_any_stage_or_file(tmp_path, capsys):
+    from iterate import main
+
+    run_dir = tmp_path / "never"
+    status = main(["--config", "configs/shapes-rlaifv.yaml", "--run-dir", str(run_dir),
+                   "feedback.labeler=python:labeler_plugn:LengthLabeler"])
+    assert status == 2 and "feedback.labeler: cannot load 'python:labeler_plugn:LengthLabeler'" in capsys.readouterr().err
+    assert not run_dir.exists()
