@@ -210,7 +210,7 @@ class Config(BaseModel):
 
 
 # Fields whose change alters the data or weights a finished stage produced; resuming across such a change
-# needs --force. Resources and evaluation can change freely; of feedback, only the configured source's keys.
+# needs --force. Evaluation and most resources can change freely; of feedback, only the configured source's keys.
 STAGE_SECTIONS = ("run", "model", "data", "sampling", "feedback", "train")
 _LABELED = ("labeler", "labeler_model", "splitter", "splitter_model", "splitter_max_tokens")
 SOURCE_KEYS = {
@@ -236,7 +236,8 @@ def binding_keys(cfg: Config) -> set[str]:
                     and name not in SOURCE_KEYS[cfg.feedback.source]:
                 continue
             keys.add(f"{section}.{name}")
-    return keys - {"run.rounds", "run.name", "run.root"}
+    # The trainer group's size sets the global batch; GPUs or none set the training dtype: both shape policies.
+    return (keys | {"resources.trainer_actors", "resources.num_gpus_per_actor"}) - {"run.rounds", "run.name", "run.root"}
 
 
 def _message(error: dict, section: str) -> str:

@@ -1,7 +1,7 @@
 """Evaluation of zoo models through vLLM: the policy's hallucination figures and the labeler's accuracy.
 
-``python -m engine.evaluate [--small]`` builds the zoo if needed and prints both; it is what the README's
-demo runs until the alignment loop lands.
+``python -m engine.evaluate [--small]`` builds the zoo if needed and prints both: the zoo's figures before
+any alignment round.
 """
 from __future__ import annotations
 

@@ -55,6 +55,8 @@ def prepare_run(cfg: Config, run_dir: Path, force: bool = False, resume_from: in
         if changed and not force:
             raise ConfigError(f"{run_dir}: resuming with changed {', '.join(changed)} would mix data made under "
                               "two configs; pass --force to do it anyway, or use a new --run-dir")
+        if changed:
+            drop_unfinished_work(store)
     if resume_from is not None:
         if not from_run:
             raise ConfigError("--resume-from needs --from-run DIR (the run whose round N checkpoint to start from)")
@@ -78,6 +80,18 @@ def prepare_run(cfg: Config, run_dir: Path, force: bool = False, resume_from: in
         manifest["branched_from"] = store.read_json(store.manifest).get("branched_from")
     store.write_json(store.manifest, manifest)
     return store
+
+
+def drop_unfinished_work(store: RunStore) -> None:
+    """With --force across a config change, finished stages stay and unfinished ones start over: their shards
+    and trainer checkpoints were made under the old config and must not be mixed with the new one's."""
+    for k in store.round_numbers():
+        for stage in store.stages(k):
+            if not store.is_done(k, stage):
+                for shard in store.shards(k, stage):
+                    shard.unlink()
+                if stage == "train":
+                    shutil.rmtree(store.checkpoints(k), ignore_errors=True)
 
 
 def branch_from(source: RunStore, target: RunStore, round_index: int) -> None:

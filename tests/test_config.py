@@ -149,3 +149,21 @@ def test_a_mistyped_plugin_stops_iterate_before_any_stage_or_file(tmp_path, caps
                    "feedback.labeler=python:labeler_plugn:LengthLabeler"])
     assert status == 2 and "feedback.labeler: cannot load 'python:labeler_plugn:LengthLabeler'" in capsys.readouterr().err
     assert not run_dir.exists()
+
+
+def test_force_across_a_change_drops_the_unfinished_stages_shards_and_keeps_finished_ones(tmp_path):
+    from engine.store import RunStore
+
+    cfg = load_config("configs/shapes-rlaifv.yaml")
+    store = prepare_run(cfg, tmp_path / "run")
+    store.write_shard(1, "prompts", 0, [{"id": "a"}])
+    store.mark_done(1, "prompts", {})
+    store.write_shard(1, "sample", 0, [{"old": 1}])  # half done under the old temperature
+    store.checkpoints(1).joinpath("checkpoint-3").mkdir(parents=True)
+    two_trainers = load_config("configs/shapes-rlaifv.yaml", ["resources.trainer_actors=2"])
+    assert changed_keys(cfg, two_trainers) == ["resources.trainer_actors"]  # the global batch changes
+    hotter = load_config("configs/shapes-rlaifv.yaml", ["sampling.temperature=1.0"])
+    prepare_run(hotter, tmp_path / "run", force=True)
+    store = RunStore(tmp_path / "run")
+    assert store.read(1, "prompts") == [{"id": "a"}] and store.shards(1, "sample") == []
+    assert not store.checkpoints(1).exists()
