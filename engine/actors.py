@@ -91,14 +91,14 @@ def actor_options(cfg: Config, name: str) -> dict:
 
 def connect_ray(cfg: Config) -> None:
     """Attaches to the cluster of ``ray job submit`` (RAY_ADDRESS) or resources.ray_address; otherwise starts
-    a local Ray whose sockets stay on 127.0.0.1 (DESIGN.md §4)."""
+    a local Ray whose sockets stay on 127.0.0.1 (on Linux Ray otherwise listens on every interface)."""
     if ray.is_initialized():
         return
     address = cfg.resources.ray_address or os.environ.get("RAY_ADDRESS")
     if address:
         ray.init(address=address, log_to_driver=True)
         return
-    # Off, Ray binds its sockets to 127.0.0.1 only (DESIGN.md §4). The GCS and raylet read the variable at
+    # Off, Ray binds its sockets to 127.0.0.1 only. The GCS and raylet read the variable at
     # start; this process read it when ray was imported, so its copy of the constant is set too.
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     from ray._private import ray_constants

@@ -1,6 +1,6 @@
 """The run report: ``RUN/report.md`` with PNG plots, and TensorBoard scalars under ``RUN/tensorboard/``.
 
-Everything is read from the run directory's files (DESIGN.md §2), never from the engine, so a report can
+Everything is read from the run directory's files (evaluation/layout.py), never from the engine, so a report can
 be made for any run, finished or not, on any machine: ``python -m evaluation.report RUN_DIR [METRIC]``.
 Sections: hallucination metrics per round (CHAIR-s, CHAIR-i, recall, POPE F1), pair yield and score
 margins, DPO loss and reward accuracy (per step from ``policy/candor_train.json``'s ``log_history`` when

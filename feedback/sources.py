@@ -8,8 +8,9 @@ A source is a class with three members::
         losses = ("sigmoid",)              # the train.loss values its pairs make sense for
         def stages(self, cfg) -> list[Stage]: ...   # the last one is named "pairs"
 
-The round machine (engine/rounds.py) runs ``prompts``, then the source's stages in order, then ``train`` and
-``eval``, with the same store, shards, completion markers and resume for every source. A stage function is
+The sequencer (engine/rounds.py) runs ``prompts``, then the source's stages in order, then ``train`` and one
+``eval/<suite>`` per evaluation suite, with the same store, shards, completion markers and resume for every
+stage (docs/architecture.md). A stage function is
 pure: ``run(ctx, handle, prompts)`` reads earlier tables through ``ctx`` and returns its rows (a single
 stage returns ``(rows, info)``, ``info`` going to its ``_SUCCESS`` and metrics.jsonl). ``handle`` is the
 model callable named by ``uses``; the engine builds it (no Ray or vLLM here):
