@@ -4,7 +4,7 @@
     python iterate.py --config ... --run-dir NEW --resume-from N --from-run OLD
 
 Each round builds preference pairs with the configured source and trains the next policy on them
-(engine/rounds.py reads like that recipe). The default source, RLAIF-V, samples answers with vLLM, splits
+(engine/rounds.py reads like that recipe; docs/architecture.md explains the design). The default source, RLAIF-V, samples answers with vLLM, splits
 them into claims, has a labeler check every claim and pairs answers by score; ``feedback.source`` picks
 SeVa, BPO, AMP or a plug-in instead (feedback/sources.py). Running the same command again on an existing
 run directory resumes it where it stopped.
@@ -16,7 +16,9 @@ import sys
 from pathlib import Path
 
 from engine.config import ConfigError, load_config
-from engine.run import prepare_run, run
+from engine.lock import RunLock, RunLocked
+from engine.run import check_inputs, prepare_run, run
+from evaluation.layout import RunLayout
 
 
 def main(argv=None) -> int:
@@ -31,11 +33,17 @@ def main(argv=None) -> int:
     try:
         cfg = load_config(args.config, args.overrides)
         run_dir = Path(args.run_dir or Path(cfg.run.root) / cfg.run.name)
+        check_inputs(cfg)
+        lock = RunLock(RunLayout(run_dir).lock)
+        lock.acquire()  # before anything in the run directory is read or written; held until this process ends
         store = prepare_run(cfg, run_dir, force=args.force, resume_from=args.resume_from, from_run=args.from_run)
-    except (ConfigError, ValueError) as e:
+    except (ConfigError, ValueError, RunLocked) as e:
         print(f"candor: error: {e}", file=sys.stderr)
         return 2
-    run(cfg, store)
+    try:
+        run(cfg, store)
+    finally:
+        lock.release()
     return 0
 
 

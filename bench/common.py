@@ -99,12 +99,16 @@ class Context:
 
     def rounds(self, name: str = "stages", cfg=None):
         """A round machine on a fresh scratch run directory, so stages run through Candor's own code."""
+        from engine.executor import RayExecutor
+        from engine.models import Models
         from engine.rounds import Rounds
         from engine.store import RunStore
 
         shutil.rmtree(self.workdir / name, ignore_errors=True)  # a finished stage would be skipped
         log = (lambda line: None) if self.quiet else print
-        return Rounds(cfg or self.cfg, RunStore(self.workdir / name), self.policy, self.labeler, log=log)
+        cfg, store = cfg or self.cfg, RunStore(self.workdir / name)
+        executor = RayExecutor(cfg)
+        return Rounds(cfg, store, Models(cfg, executor, store, self.policy, self.labeler), executor, log=log)
 
     def run_stage(self, rounds, name: str) -> float:
         """Round 1's stage ``name`` exactly as ``Rounds.round`` runs it, redone from scratch (the actors' prefix
@@ -113,13 +117,14 @@ class Context:
 
         from feedback.sources import RoundContext
 
-        ray.get([a.__ray_call__.remote(_reset_prefix_cache) for a in rounds.samplers + rounds.labelers])
+        actors = [a for group in rounds.models.groups.values() for a in group.actors]
+        ray.get([a.__ray_call__.remote(_reset_prefix_cache) for a in actors])
         shutil.rmtree(rounds.store.stage_dir(1, name), ignore_errors=True)
         prompts = self.prompt_rows()
         context = RoundContext(rounds.cfg, 1, {p["id"]: p for p in prompts}, lambda stage: rounds.store.read(1, stage))
-        [stage] = [s for s in rounds.stages if s.name == name]
+        [stage] = [s for s in rounds.source_stages if s.name == name]
         with Timer() as t:
-            rounds._run_stage(1, stage, context, prompts)
+            rounds.run_stage(1, stage, context, prompts)
         return t.seconds
 
     def tokenizer(self):

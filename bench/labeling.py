@@ -22,13 +22,14 @@ def candor_labeler_stage(ctx: Context) -> tuple[float, float, list[dict]]:
     the actor's start seconds, the verify stage's best-of seconds and the verified rows."""
     rounds = ctx.rounds("labeling")
     rounds.store.write_shard(1, "sample", 0, ctx.samples())
+    rounds.store.mark_done(1, "sample", {})
     ctx.run_stage(rounds, "split")
     with Timer() as start:
-        actors = rounds._labeler_pool()
+        actors = rounds.models.labelers().actors
         ray.get([a.pid.remote() for a in actors])
     ray.get([a.yes_no.remote([(im, q + " Please answer yes or no.") for im, q in warm_items()]) for a in actors])
     seconds = min(ctx.run_stage(rounds, "verify") for _ in range(ctx.repeats))
-    rounds.shutdown()
+    rounds.models.shutdown()
     return start.seconds, seconds, rounds.store.read(1, "verify")
 
 

@@ -15,6 +15,8 @@ import sys
 
 from bench.common import DEFAULT_CONFIG, ROOT, Context, MemorySampler, Timer
 from bench.report import Section, fmt
+from engine.store import RunStore
+from evaluation.layout import eval_stage
 
 GB = 1e9
 AT_7B = ("At 7B on GPUs (an estimate, not measured here): the fixed costs grow far less than the work. The "
@@ -28,7 +30,6 @@ AT_7B = ("At 7B on GPUs (an estimate, not measured here): the fixed costs grow f
 
 def iterate_run(ctx: Context, prompts: int, rounds: int) -> dict:
     """Runs iterate.py in a subprocess (its own local Ray) and reads round 1's figures from its run directory."""
-    from engine.store import RunStore
 
     run_dir = ctx.workdir / f"run-{prompts}"
     shutil.rmtree(run_dir, ignore_errors=True)  # iterate.py would resume a finished run
@@ -44,8 +45,8 @@ def iterate_run(ctx: Context, prompts: int, rounds: int) -> dict:
     if proc.returncode:
         raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}); see {log_path}")
     store = RunStore(run_dir)
-    marker = lambda k: (store.stage_dir(k, "eval") / "_SUCCESS").stat().st_mtime  # noqa: E731
-    train = json.loads((store.stage_dir(1, "policy") / "candor_train.json").read_text())
+    marker = lambda k: store.marker(k, eval_stage("shapesworld")).stat().st_mtime  # noqa: E731
+    train = json.loads((store.policy(1) / "candor_train.json").read_text())
     loop = [h["train_runtime"] for h in train.get("log_history", []) if "train_runtime" in h]
     return {"prompts": prompts, "wall_s": t.seconds, "round_s": marker(1) - marker(0), "run_dir": run_dir,
             "stages": {m["stage"]: m["seconds"] for m in store.metrics() if m["round"] == 1},
@@ -107,7 +108,7 @@ def direct_overheads(ctx: Context, run: dict) -> dict:
         if name == "sampler":
             items = ctx.items()[:8]
             ray.get(actor.generate.remote(warm_items(), 1, 0.0, 16, None, None))
-            adapter = Adapter(str((run["run_dir"] / "rounds/001/policy").resolve()), 4242)
+            adapter = Adapter(str(RunStore(run["run_dir"]).policy(1).resolve()), 4242)
             timings = []
             for _ in range(2):
                 with Timer() as t:

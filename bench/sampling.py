@@ -1,7 +1,7 @@
 """Stage 1, sampling: Candor's sampler stage vs a bare ``vllm.LLM.generate`` and vs HF ``generate``.
 
 Candor's path is what rounds.py runs per shard: a ``SamplerActor`` in Ray, ``rlaifv.sample_answers`` and the
-run store writing the shard, driven by ``Rounds._sharded``. The bare path hands the same prompts and the same
+run store writing the shard, driven by ``Rounds.run_stage``. The bare path hands the same prompts and the same
 per-prompt ``SamplingParams`` to the ``vllm.LLM`` an in-process ``VLLMEngine`` holds, in one call. HF's path
 samples the first prompts with ``model.generate`` in batches. All three count tokens by re-tokenising the
 answer texts. The warm-up uses held-out images, so no path finds the measured prompts in a prefix cache.
@@ -25,7 +25,7 @@ def warm_items(count: int = 2) -> list[tuple]:
 def start_samplers(rounds) -> tuple[list, float]:
     """The round machine's sampler actors, started, loaded and warmed up; returns them and the start time."""
     with Timer() as t:
-        actors = rounds._sampler_pool()
+        actors = rounds.models.samplers().actors
         ray.get([a.pid.remote() for a in actors])
     ray.get([a.generate.remote(warm_items(), 2, 0.7, 16, None, None) for a in actors])
     return actors, t.seconds
@@ -101,7 +101,7 @@ def bench_sampling(ctx: Context, hf_prompts: int, hf_batch: int) -> Section:
     section = Section("1. Sampling (tokens/s)")
     rounds = ctx.rounds("sampling")
     candor_s, rows = candor_sampler_stage(ctx, rounds)
-    rounds.shutdown()
+    rounds.models.shutdown()
     ctx._cache["candor_samples"] = rows
     threads, cores = ctx.actor_threads(), os.cpu_count() or 1
     bare_s, bare_texts = bare_vllm(ctx, sorted({threads, cores}))
@@ -143,7 +143,7 @@ def bench_sampler_actors(ctx: Context) -> Section:
         cfg = ctx.config(f"sampling.shard_size={shard}", f"resources.sampler_actors={actors}")
         rounds = ctx.rounds(f"actors-{actors}", cfg)
         seconds, rows = candor_sampler_stage(ctx, rounds)
-        rounds.shutdown()
+        rounds.models.shutdown()
         tokens = count_tokens(ctx.tokenizer(), [r["response"] for r in rows])
         rates[actors] = tokens / seconds
     section.add(f"sample stage, 2 actors vs 1 ({ctx.prompts} prompts in 4 shards)", f"{rates[2]:,.0f} tok/s",

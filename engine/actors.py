@@ -68,13 +68,16 @@ class TrainerActor:
         return os.getpid()
 
 
+ACTOR_CLASSES = {"sampler": SamplerActor, "labeler": LabelerActor, "splitter": SplitterActor, "trainer": TrainerActor}
+
+
 def engine_kwargs(cfg: Config, lora: bool) -> dict:
     m = cfg.model
     return {"dtype": m.dtype, "max_model_len": m.max_model_len, "seed": cfg.run.seed, "enable_lora": lora,
             "max_lora_rank": max(8, cfg.train.lora_r), "tensor_parallel_size": m.tensor_parallel_size,
             "gpu_memory_utilization": m.gpu_memory_utilization, "trust_remote_code": m.trust_remote_code,
             "enforce_eager": m.enforce_eager, "max_num_batched_tokens": m.max_num_batched_tokens,
-            "mm_processor_cache_gb": m.mm_processor_cache_gb,
+            "mm_processor_cache_gb": m.mm_processor_cache_gb, "min_pixels": m.min_pixels, "max_pixels": m.max_pixels,
             "cpu": cfg.resources.num_gpus_per_actor == 0}
 
 
@@ -88,14 +91,14 @@ def actor_options(cfg: Config, name: str) -> dict:
 
 def connect_ray(cfg: Config) -> None:
     """Attaches to the cluster of ``ray job submit`` (RAY_ADDRESS) or resources.ray_address; otherwise starts
-    a local Ray whose sockets stay on 127.0.0.1 (DESIGN.md §4)."""
+    a local Ray whose sockets stay on 127.0.0.1 (on Linux Ray otherwise listens on every interface)."""
     if ray.is_initialized():
         return
     address = cfg.resources.ray_address or os.environ.get("RAY_ADDRESS")
     if address:
         ray.init(address=address, log_to_driver=True)
         return
-    # Off, Ray binds its sockets to 127.0.0.1 only (DESIGN.md §4). The GCS and raylet read the variable at
+    # Off, Ray binds its sockets to 127.0.0.1 only. The GCS and raylet read the variable at
     # start; this process read it when ray was imported, so its copy of the constant is set too.
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     from ray._private import ray_constants

@@ -40,18 +40,19 @@ def evaluate_run(run: Path, world_seed: int, count: int) -> list[dict]:
     """Every round's policy of ``run`` on ``count`` held-out scenes of world ``world_seed``, as rows of figures."""
     from engine.actors import engine_kwargs
     from engine.config import config_from_dict
-    from engine.rounds import policy_adapter
+    from engine.models import policy_adapter
     from engine.run import resolve_models
+    from evaluation.layout import RunLayout
 
-    cfg = config_from_dict(yaml.safe_load((run / "config.yaml").read_text()))
+    layout = RunLayout(run)
+    cfg = config_from_dict(yaml.safe_load(layout.config.read_text()))
     policy, _ = resolve_models(cfg)
     engine = VLLMEngine(policy, **engine_kwargs(cfg, lora=True))
     world = ShapesWorld(world_seed, cfg.data.prior)
     rows = []
-    for k in range(cfg.run.rounds + 1):
-        if k and not (run / "rounds" / f"{k:03d}" / "policy").is_dir():
-            break
-        metrics, _ = evaluate_model(engine, world, count, policy_adapter(run / "rounds" / f"{k:03d}" / "policy", k), cfg.run.seed)
+    for k in [0, *(k for k in layout.round_numbers() if k and layout.is_done(k, "train"))]:
+        adapter = policy_adapter(layout.policy(k)) if k else None
+        metrics, _ = evaluate_model(engine, world, count, adapter, cfg.run.seed)
         rows.append({"round": k, **{key: metrics[key] for key in ("chair_s", "chair_i", "recall", "pope_f1", "n")}})
         print(f"[eval] {run} round {k} on world {world_seed}: {format_metrics(metrics)}", flush=True)
     return rows

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import yaml
 
+from evaluation.layout import RunLayout
 from evaluation.report import claim_marks, message_text
 
 CLAIM_FEATURE = {"claim": "string", "question": "string", "negated": "bool", "p_yes": "float64", "accepted": "bool"}
@@ -22,8 +23,7 @@ CLAIM_FEATURE = {"claim": "string", "question": "string", "negated": "bool", "p_
 def _round_dataset(run: Path, k: int, default_source: str):
     from datasets import Dataset, Features, List, Value
 
-    pairs = run / "rounds" / f"{k:03d}" / "pairs"
-    files = sorted(str(p) for p in pairs.glob("part-*.parquet"))
+    files = [str(p) for p in RunLayout(run).shards(k, "pairs")]
     dataset = Dataset.from_parquet(files, keep_in_memory=True)
     if "source" not in dataset.column_names:  # pairs made before sources had names
         dataset = dataset.add_column("source", [default_source] * len(dataset))
@@ -43,14 +43,14 @@ def export_preferences(run_dir: str | Path, out_dir: str | Path):
     from datasets import concatenate_datasets
 
     run, out = Path(run_dir), Path(out_dir)
-    if not (run / "rounds").is_dir():
+    layout = RunLayout(run)
+    if not layout.is_run():
         raise FileNotFoundError(f"{run}: not a run directory (no rounds/ folder)")
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"{out}: exists and is not empty; export into a new folder")
-    config = yaml.safe_load((run / "config.yaml").read_text()) if (run / "config.yaml").exists() else {}
+    config = yaml.safe_load(layout.config.read_text()) if layout.config.exists() else {}
     default_source = (config.get("feedback") or {}).get("source", "rlaifv")
-    rounds = sorted(int(p.parent.parent.name) for p in (run / "rounds").glob("[0-9][0-9][0-9]/pairs/_SUCCESS")
-                    if any(p.parent.glob("part-*.parquet")))
+    rounds = [k for k in layout.round_numbers() if layout.is_done(k, "pairs") and layout.shards(k, "pairs")]
     parts = [_round_dataset(run, k, default_source) for k in rounds]
     parts = [p for p in parts if len(p)]
     if not parts:

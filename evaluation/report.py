@@ -1,6 +1,6 @@
 """The run report: ``RUN/report.md`` with PNG plots, and TensorBoard scalars under ``RUN/tensorboard/``.
 
-Everything is read from the run directory's files (DESIGN.md §2), never from the engine, so a report can
+Everything is read from the run directory's files (evaluation/layout.py), never from the engine, so a report can
 be made for any run, finished or not, on any machine: ``python -m evaluation.report RUN_DIR [METRIC]``.
 Sections: hallucination metrics per round (CHAIR-s, CHAIR-i, recall, POPE F1), pair yield and score
 margins, DPO loss and reward accuracy (per step from ``policy/candor_train.json``'s ``log_history`` when
@@ -10,13 +10,15 @@ claim marked accepted or rejected, held-out answers before and after, and the be
 from __future__ import annotations
 
 import json
+import re
 import sys
+import unicodedata
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import yaml
 
 from evaluation.hallucination import per_answer
+from evaluation.layout import LEGACY_EVAL_SUITE, RunLayout
 from evaluation.shapes import ShapesWorld
 
 HEADLINE = ("chair_s", "chair_i", "recall", "pope_f1")
@@ -30,14 +32,6 @@ def _json(path: Path):
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def _rows(folder: Path, columns: list[str] | None = None) -> list[dict]:
-    rows = []
-    for path in sorted(folder.glob("part-*.parquet")):
-        table = pq.read_table(path)
-        rows += table.select([c for c in columns if c in table.column_names]).to_pylist() if columns else table.to_pylist()
-    return rows
-
-
 def message_text(message) -> str:
     """The text of a TRL chat message list (a completion), or a plain string as is."""
     if isinstance(message, str):
@@ -45,23 +39,28 @@ def message_text(message) -> str:
     return " ".join(c["text"] for m in message for c in m["content"] if c.get("type") == "text" and c.get("text"))
 
 
+def headline_suite(run: RunLayout) -> str:
+    """The evaluation suite the report's table and best round use: the run's first ``eval.suites``."""
+    config = yaml.safe_load(run.config.read_text()) if run.config.exists() else {}
+    return ((config.get("eval") or {}).get("suites") or [LEGACY_EVAL_SUITE])[0]
+
+
 def read_rounds(run_dir: str | Path) -> list[dict]:
     """One dict per round folder: eval metrics, stage infos (``_SUCCESS``), pairs, DPO log, wall times."""
-    run = Path(run_dir)
+    run = RunLayout(run_dir)
+    suite = headline_suite(run)
     times: dict[int, dict] = {}
-    metrics_file = run / "metrics.jsonl"
-    for line in metrics_file.read_text().splitlines() if metrics_file.exists() else []:
-        row = json.loads(line)
+    for row in run.metrics():
         if "seconds" in row:
             times.setdefault(row["round"], {})[row["stage"]] = row["seconds"]
     rounds = []
-    for folder in sorted(p for p in (run / "rounds").glob("[0-9][0-9][0-9]") if p.is_dir()):
-        k = int(folder.name)
-        stages = {s.name: _json(s / "_SUCCESS") for s in folder.iterdir() if (s / "_SUCCESS").exists()}
-        train_json = _json(folder / "policy" / "candor_train.json") or {}
-        pairs = _rows(folder / "pairs", ["chosen_score", "rejected_score"]) if "pairs" in stages else []
+    for k in run.round_numbers():
+        stages = {name: run.done_info(k, name) for name in run.stages(k) if run.is_done(k, name)}
+        train_json = _json(run.policy(k) / "candor_train.json") or {}
+        pairs = run.read_stage(k, "pairs", ["chosen_score", "rejected_score"]) if "pairs" in stages else []
         prompts = (stages.get("prompts") or {}).get("rows")
-        rounds.append({"round": k, "eval": _json(folder / "eval" / "metrics.json"), "stages": stages,
+        evaluated = run.read_eval(k, suite)
+        rounds.append({"round": k, "eval": evaluated[0] if evaluated else None, "stages": stages,
                        "train": {**(stages.get("train") or {}), **{a: b for a, b in train_json.items() if a != "log_history"}},
                        "log_history": train_json.get("log_history") or [],
                        "pairs": len(pairs) if "pairs" in stages else None, "prompts": prompts,
@@ -210,6 +209,22 @@ def _plot_times(rounds, out: Path) -> bool:
     return True
 
 
+# ---- user text in the report ------------------------------------------------------------------------------
+# Bidirectional overrides and isolates reorder how the text around them displays (a "Trojan Source" trick);
+# other control characters (NUL, ESC, ...) have no business in a document either.
+_BIDI = dict.fromkeys(map(ord, "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"))
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]()#|~])")  # user text never starts a line, so 1. - + > stay
+
+
+def escape(text) -> str:
+    """User text (a prompt, an answer, an id) as literal Markdown: no HTML, links, emphasis or table breaks;
+    bidi and other control characters dropped, line breaks made spaces."""
+    text = str(text).translate(_BIDI)
+    text = "".join(" " if ch in "\r\n\t" else ch for ch in text if ch in "\r\n\t" or unicodedata.category(ch) != "Cc")
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _MARKDOWN.sub(r"\\\1", text)
+
+
 # ---- examples -----------------------------------------------------------------------------------------------
 def claim_marks(run_dir: Path, k: int) -> dict[tuple[str, str], list[dict]]:
     """(prompt id, answer) -> its claims from round k's split and verify tables, each
@@ -217,10 +232,12 @@ def claim_marks(run_dir: Path, k: int) -> dict[tuple[str, str], list[dict]]:
 
     A claim is accepted when the labeler says yes (p_yes > 0.5) to a positive claim or no to a negated one.
     """
-    folder = run_dir / "rounds" / f"{k:03d}"
-    split = {(r["prompt_id"], r["sample"]): r for r in _rows(folder / "split")}
+    run = RunLayout(run_dir)
+    if not (run.is_done(k, "split") and run.is_done(k, "verify")):
+        return {}
+    split = {(r["prompt_id"], r["sample"]): r for r in run.read_stage(k, "split")}
     marks = {}
-    for row in _rows(folder / "verify"):
+    for row in run.read_stage(k, "verify"):
         claims = split.get((row["prompt_id"], row["sample"]))
         if claims is None:
             continue
@@ -236,17 +253,17 @@ def _example_pairs(run_dir: Path, rounds, count: int) -> list[str]:
         return []
     k = labelled[-1]
     marks = claim_marks(run_dir, k)
-    pairs = _rows(run_dir / "rounds" / f"{k:03d}" / "pairs", ["prompt_id", "prompt", "chosen", "rejected",
-                                                              "chosen_score", "rejected_score"])
+    pairs = RunLayout(run_dir).read_stage(k, "pairs", ["prompt_id", "prompt", "chosen", "rejected",
+                                                       "chosen_score", "rejected_score"])
     lines = [f"## Example pairs of round {k} (claims: ✓ accepted, ✗ rejected by the labeler)", ""]
     for pair in pairs[:count]:
-        lines.append(f"**{pair['prompt_id']}** — {message_text(pair['prompt'])}")
+        lines.append(f"**{escape(pair['prompt_id'])}** — {escape(message_text(pair['prompt']))}")
         lines.append("")
         for side in ("chosen", "rejected"):
             answer = message_text(pair[side])
-            lines.append(f"* {side} (score {pair[side + '_score']}): {answer}")
+            lines.append(f"* {side} (score {pair[side + '_score']}): {escape(answer)}")
             for c in marks.get((pair["prompt_id"], answer), []):
-                lines.append(f"    * {'✓' if c['accepted'] else '✗'} {c['claim']} (p_yes {c['p_yes']:.2f})")
+                lines.append(f"    * {'✓' if c['accepted'] else '✗'} {escape(c['claim'])} (p_yes {c['p_yes']:.2f})")
         lines.append("")
     return lines
 
@@ -254,16 +271,19 @@ def _example_pairs(run_dir: Path, rounds, count: int) -> list[str]:
 def _before_after(run_dir: Path, rounds, best: int | None, count: int, shapes: bool) -> list[str]:
     if best is None or best == 0 or count <= 0:
         return []
-    read = lambda k: [json.loads(x) for x in (run_dir / "rounds" / f"{k:03d}" / "eval" / "responses.jsonl").read_text().splitlines()]
-    before, after = read(0), {r["id"]: r for r in read(best)}
+    run = RunLayout(run_dir)
+    suite = headline_suite(run)
+    if run.read_eval(0, suite) is None:  # the starting policy was not evaluated (yet)
+        return []
+    before, after = run.read_eval(0, suite)[1], {r["id"]: r for r in run.read_eval(best, suite)[1]}
     vocab = ShapesWorld.vocabulary() if shapes else None
     lines = [f"## Held-out answers: round 0 and round {best}" +
              (" (hallucinated objects in brackets)" if shapes else ""), ""]
     for row in [r for r in before if r["id"] in after][:count]:
-        lines.append(f"**{row['id']}** — {row['prompt']} (truth: {', '.join(row['gt_objects']) or '-'})")
+        lines.append(f"**{escape(row['id'])}** — {escape(row['prompt'])} (truth: {escape(', '.join(row['gt_objects'])) or '-'})")
         for k, answer in ((0, row["response"]), (best, after[row["id"]]["response"])):
             wrong = per_answer(answer, row["gt_objects"], vocab)["hallucinated"] if shapes else []
-            lines.append(f"* round {k}: {answer}" + (f" [{', '.join(wrong)}]" if wrong else ""))
+            lines.append(f"* round {k}: {escape(answer)}" + (f" [{', '.join(wrong)}]" if wrong else ""))
         lines.append("")
     return lines
 
@@ -277,7 +297,7 @@ def write_report(run_dir: str | Path, metric: str = "chair_i", lower_is_better: 
                  examples: int = 3) -> Path:
     """Writes ``RUN/report.md`` and its plots under ``RUN/report/``; returns the report's path."""
     run = Path(run_dir)
-    if not (run / "rounds").is_dir():
+    if not RunLayout(run).is_run():
         raise FileNotFoundError(f"{run}: not a run directory (no rounds/ folder)")
     rounds = read_rounds(run)
     best = best_round(rounds, metric, lower_is_better)
@@ -285,12 +305,12 @@ def write_report(run_dir: str | Path, metric: str = "chair_i", lower_is_better: 
     shapes = (config.get("data") or {}).get("source", "shapesworld") == "shapesworld"
     plots = run / "report"
     plots.mkdir(exist_ok=True)
-    lines = [f"# Candor run report: {run.name}", ""]
+    lines = [f"# Candor run report: {escape(run.name)}", ""]
     if best is not None:
         value = next(r["eval"][metric] for r in rounds if r["round"] == best)
         lines += [f"**Best round: {best}** by {metric} = {value:.4g} "
                   f"({'lower' if (metric in LOWER_IS_BETTER if lower_is_better is None else lower_is_better) else 'higher'}"
-                  f" is better); its policy is `rounds/{best:03d}/policy`" + (" (the starting model)" if best == 0 else "") + ".", ""]
+                  f" is better); its policy is `{RunLayout(run).policy(best).relative_to(run)}`" + (" (the starting model)" if best == 0 else "") + ".", ""]
     lines += ["| round | CHAIR-s | CHAIR-i | recall | POPE F1 | prompts | pairs | mean margin | DPO loss | reward acc |",
               "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rounds:

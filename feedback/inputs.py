@@ -6,16 +6,22 @@ non-UTF-8 question, a missing or repeated id) never stops the round: ``select_pr
 and names each skipped one with its reason, which the prompts stage records in its ``_SUCCESS``.
 
 Kept rows are normalised once, here, so sampling, labeling and training all see the same pixels: images in
-any mode other than RGB are re-encoded as RGB PNG (transparency composited on white, 16-bit scaled to 8-bit)
-and questions given as UTF-8 bytes become text.
+any mode other than RGB, or with an EXIF orientation, are re-encoded as RGB PNG (the orientation applied,
+transparency composited on white, 16-bit scaled to 8-bit) and questions given as UTF-8 bytes become text.
+Only image formats are opened (never PostScript/EPS, which Pillow hands to Ghostscript), and image files
+over ``MAX_IMAGE_BYTES`` are skipped unread.
 """
 from __future__ import annotations
 
 import io
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 MAX_QUESTION_CHARS = 2000
+MAX_IMAGE_BYTES = 64 * 2**20
+# Raster formats a VLM dataset holds; anything else (EPS reaches Ghostscript, PDF, ...) is never opened.
+IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF")
+_EXIF_ORIENTATION = 0x0112
 # A VLM's processor shrinks every image to a few hundred pixels a side; beyond 4096x4096 decoding alone
 # costs hundreds of MB, and a tiny file claiming a huge size is a decompression bomb.
 MAX_IMAGE_PIXELS = 4096 * 4096
@@ -39,12 +45,16 @@ def to_rgb(image: Image.Image) -> Image.Image:
 
 def _decode(data: bytes) -> tuple[Image.Image, bool]:
     """(the image as RGB, whether that changed its pixels); ImageTooLarge before decoding one over the cap."""
+    if len(data) > MAX_IMAGE_BYTES:
+        raise ImageTooLarge(f"{len(data)} bytes, over the {MAX_IMAGE_BYTES} byte cap")
     try:
-        with Image.open(io.BytesIO(data)) as image:
+        with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as image:
             if image.width * image.height > MAX_IMAGE_PIXELS:
                 raise ImageTooLarge(f"{image.width}x{image.height} pixels, over the {MAX_IMAGE_PIXELS} pixel cap")
             image.load()
-            return to_rgb(image), image.mode != "RGB" or "transparency" in image.info
+            rotated = image.getexif().get(_EXIF_ORIENTATION, 1) != 1
+            upright = ImageOps.exif_transpose(image) if rotated else image
+            return to_rgb(upright), rotated or image.mode != "RGB" or "transparency" in image.info
     except Image.DecompressionBombError as e:  # Pillow's own check fires at open for gigantic headers
         raise ImageTooLarge(str(e)) from None
 

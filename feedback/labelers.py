@@ -13,11 +13,11 @@ normalised over yes and no (a claim is rejected when p_yes <= 0.5, i.e. p_no >= 
 """
 from __future__ import annotations
 
-import importlib
 import math
 from typing import Callable, Protocol
 
 from evaluation.shapes import oracle_answer
+from feedback.plugins import load_object
 
 YesNoHandle = Callable[[list[tuple]], list[tuple[float, float]]]
 QUESTION_SUFFIX = " Please answer yes or no."
@@ -49,16 +49,16 @@ class OracleLabeler:
 
 
 def load_plugin(spec: str, model: str) -> Labeler:
-    """Instantiates ``python:module:Class`` with the labeler model path, with errors that name the spec."""
-    path = spec.removeprefix("python:")
-    module_name, _, class_name = path.partition(":")
-    if not module_name or not class_name:
-        raise ValueError(f"feedback.labeler: {spec!r} is not of the form python:module:Class")
-    try:
-        cls = getattr(importlib.import_module(module_name), class_name)
-    except (ImportError, AttributeError) as e:
-        raise ValueError(f"feedback.labeler: cannot load {spec!r} ({e})") from None
-    return cls(model)
+    """Instantiates ``python:module:Class`` with ``feedback.labeler_model`` as it is (a plug-in may serve a
+    model by any name: an API model, a local server), with errors that name the spec."""
+    cls = load_object("feedback.labeler", spec, {})
+    if not callable(cls):
+        raise ValueError(f"feedback.labeler: {spec!r} is not a class (a labeler is built with the model name)")
+    labeler = cls(model)
+    if not callable(labeler):
+        raise ValueError(f"feedback.labeler: {spec!r} builds objects that cannot be called "
+                         "(a labeler is called with images, questions, metadata)")
+    return labeler
 
 
 def checked(p_yes: list[float], expected: int, who: str) -> list[float]:

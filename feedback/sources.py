@@ -8,8 +8,9 @@ A source is a class with three members::
         losses = ("sigmoid",)              # the train.loss values its pairs make sense for
         def stages(self, cfg) -> list[Stage]: ...   # the last one is named "pairs"
 
-The round machine (engine/rounds.py) runs ``prompts``, then the source's stages in order, then ``train`` and
-``eval``, with the same store, shards, completion markers and resume for every source. A stage function is
+The sequencer (engine/rounds.py) runs ``prompts``, then the source's stages in order, then ``train`` and one
+``eval/<suite>`` per evaluation suite, with the same store, shards, completion markers and resume for every
+stage (docs/architecture.md). A stage function is
 pure: ``run(ctx, handle, prompts)`` reads earlier tables through ``ctx`` and returns its rows (a single
 stage returns ``(rows, info)``, ``info`` going to its ``_SUCCESS`` and metrics.jsonl). ``handle`` is the
 model callable named by ``uses``; the engine builds it (no Ray or vLLM here):
@@ -22,11 +23,12 @@ model callable named by ``uses``; the engine builds it (no Ray or vLLM here):
 """
 from __future__ import annotations
 
-import importlib
 import json
 import zlib
 from dataclasses import dataclass, field
 from typing import Any, Callable
+
+from feedback.plugins import load_object
 
 ENGINE_STAGES = ("prompts", "train", "eval", "policy")
 HANDLES = ("", "policy", "labeler", "text")
@@ -46,6 +48,9 @@ class Stage:
     sharded: bool = False
     model: str = ""  # the text model of a ``text`` stage
     schema: Callable | None = None  # returns the table's pyarrow schema (the pairs stage)
+    # The engine's train and eval stages: save(round, rows, figures) writes what is not a table (the policy,
+    # an evaluation's files) and returns the files the stage's marker vouches for. Sources leave it unset.
+    save: Callable | None = None
 
 
 @dataclass
@@ -76,13 +81,9 @@ BUILT_IN = {"rlaifv": "feedback.rlaifv:RLAIFV", "seva": "feedback.seva:SeVa", "b
 
 def load_source(spec: str):
     """The source named by ``feedback.source`` (a built-in name or ``python:module:Class``), instantiated."""
-    path = BUILT_IN.get(spec) or spec.removeprefix("python:")
-    module_name, _, class_name = path.partition(":")
-    if spec not in BUILT_IN and (not spec.startswith("python:") or not module_name or not class_name):
-        raise ValueError(f"feedback.source: expected {' | '.join(BUILT_IN)} | python:module:Class, got {spec!r}")
     try:
-        source = getattr(importlib.import_module(module_name), class_name)()
-    except (ImportError, AttributeError, TypeError) as e:
+        source = load_object("feedback.source", spec, BUILT_IN)()
+    except TypeError as e:
         raise ValueError(f"feedback.source: cannot load {spec!r} ({e})") from None
     for member in ("name", "losses", "stages"):
         if not hasattr(source, member):
@@ -97,8 +98,8 @@ def checked_stages(source, cfg) -> list[Stage]:
     problems = []
     if not names or names[-1] != "pairs":
         problems.append("its last stage must be 'pairs'")
-    if len(set(names)) != len(names) or set(names) & set(ENGINE_STAGES):
-        problems.append(f"stage names must be unique and not one of {ENGINE_STAGES}")
+    if len(set(names)) != len(names) or set(names) & set(ENGINE_STAGES) or any("/" in n or n.startswith(".") for n in names):
+        problems.append(f"stage names must be unique folder names and not one of {ENGINE_STAGES}")
     problems += [f"stage {s.name!r} uses unknown handle {s.uses!r}" for s in stages if s.uses not in HANDLES]
     if problems:
         raise ValueError(f"feedback.source {source.name!r}: " + "; ".join(problems))

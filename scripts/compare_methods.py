@@ -20,13 +20,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from engine.config import load_config  # noqa: E402  (the repository root is on the path only from here)
+from evaluation.layout import RunLayout, eval_stage  # noqa: E402
 from feedback.augment import alpha_bar  # noqa: E402
 
 METHODS = ("rlaifv", "seva", "bpo", "amp")
 
 
 def finished(run_dir: Path, rounds: int) -> bool:
-    return (run_dir / "rounds" / f"{rounds:03d}" / "eval" / "_SUCCESS").exists()
+    return RunLayout(run_dir).is_done(rounds, eval_stage("shapesworld"))
 
 
 def run_method(method: str, run_dir: Path, rounds: int, overrides: list[str], start: Path | None = None) -> None:
@@ -49,7 +50,7 @@ def run_method(method: str, run_dir: Path, rounds: int, overrides: list[str], st
 def figures(run_dir: Path, rounds: int) -> dict:
     """Held-out figures of round 0 and the last round, pairs trained on, and the rounds' stage seconds."""
     metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    first, last = (json.loads((run_dir / f"rounds/{k:03d}/eval/metrics.json").read_text()) for k in (0, rounds))
+    first, last = (RunLayout(run_dir).read_eval(k, "shapesworld")[0] for k in (0, rounds))
     pairs_info = {r["round"]: r for r in metrics if r["stage"] == "pairs"}
     return {"first": first, "last": last,
             "pairs": sum(r.get("pairs", 0) for r in metrics if r["stage"] == "train" and r["round"] >= 1),

@@ -3,6 +3,11 @@ import json
 import sys
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from evaluation.layout import RunLayout  # noqa: E402  (after the path line, so the script runs from anywhere)
+
 
 def main(run_dirs):
     print("| run | labeler | round | CHAIR-s | CHAIR-i | recall | POPE F1 | pairs | reward acc | wall s |")
@@ -12,7 +17,7 @@ def main(run_dirs):
         labeler = next((l for l in (run / "config.yaml").read_text().splitlines() if l.strip().startswith("labeler:")), "")
         rounds = sorted({r["round"] for r in lines})
         for k in rounds:
-            m = json.loads((run / f"rounds/{k:03d}/eval/metrics.json").read_text())
+            m = RunLayout(run).read_eval(k, "shapesworld")[0]
             train = next((r for r in lines if r["round"] == k and r["stage"] == "train"), {})
             wall = sum(r.get("seconds", 0) for r in lines if r["round"] == k)
             acc = train.get("reward_accuracy")

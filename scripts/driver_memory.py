@@ -63,10 +63,14 @@ def mapped_mb() -> dict[str, float]:
 def watch(run_dir: Path, top: int, trim: bool, rows: list, stop: threading.Event) -> None:
     import pyarrow as pa
 
+    from evaluation.layout import RunLayout, eval_stage
+
     previous, seen = tracemalloc.take_snapshot(), set()
     while True:
         stopping = stop.is_set()  # one more scan after the run ends: its last eval marker
-        for marker in sorted(run_dir.glob("rounds/*/eval/_SUCCESS")):
+        layout = RunLayout(run_dir)
+        markers = [layout.marker(k, eval_stage("shapesworld")) for k in layout.round_numbers()]
+        for marker in (m for m in markers if m.exists()):
             if marker in seen:
                 continue
             seen.add(marker)

@@ -32,13 +32,16 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from engine.store import RunStore  # noqa: E402  (after the path line, so the script runs from anywhere)
+from engine.processes import stop_session  # noqa: E402  (after the path line, so the script runs from anywhere)
+from engine.store import RunStore  # noqa: E402
+from evaluation.layout import eval_stage  # noqa: E402
 
 TINY = ["model.zoo=small", "sampling.prompts_per_round=16", "sampling.n=4", "sampling.shard_size=8",
         "eval.n=20", "train.epochs=1", "train.batch_size=4", "feedback.labeler=oracle", "run.rounds=1",
         "train.save_steps=1"]
 TABLES = ("prompts", "sample", "split", "verify", "pairs")
 ADAPTER_TOLERANCE = 1e-6
+SUITE = "shapesworld"
 
 
 @dataclass(frozen=True)
@@ -50,8 +53,8 @@ class Kill:
 
 
 KILLS = [
-    Kill("eval0-mid", "eval (round 0)", "middle", "write:rounds/000/eval/metrics.json"),
-    Kill("eval0-end", "eval (round 0)", "boundary", "done:eval@0"),
+    Kill("eval0-mid", "eval (round 0)", "middle", "write:rounds/000/eval/shapesworld/metrics.json"),
+    Kill("eval0-end", "eval (round 0)", "boundary", "done:eval/shapesworld@0"),
     Kill("prompts-mid", "prompts", "middle", "write:prompts:0@1"),
     Kill("prompts-end", "prompts", "boundary", "done:prompts@1"),
     Kill("sample-mid", "sample", "middle", "wrote:sample:0@1"),
@@ -64,8 +67,8 @@ KILLS = [
     Kill("pairs-end", "pairs", "boundary", "done:pairs@1"),
     Kill("train-mid", "train", "middle"),
     Kill("train-end", "train", "boundary", "done:train@1"),
-    Kill("eval1-mid", "eval (round 1)", "middle", "write:rounds/001/eval/metrics.json"),
-    Kill("eval1-end", "eval (round 1)", "boundary", "done:eval@1"),
+    Kill("eval1-mid", "eval (round 1)", "middle", "write:rounds/001/eval/shapesworld/metrics.json"),
+    Kill("eval1-end", "eval (round 1)", "boundary", "done:eval/shapesworld@1"),
 ]
 
 
@@ -86,7 +89,7 @@ def environment(fault: str = "") -> dict:
 
 def trainer_checkpointed(run_dir: Path, processes: list) -> bool:
     """The round's trainer has saved a complete checkpoint (its trainer_state.json is written last)."""
-    return any((run_dir / "rounds/001/train/checkpoints").glob("checkpoint-*/trainer_state.json"))
+    return any(RunStore(run_dir).checkpoints(1).glob("checkpoint-*/trainer_state.json"))
 
 
 def run_iterate(run_dir: Path, fault: str = "", kill_when=None, timeout: float = 1800, extra: list[str] = ()) -> int:
@@ -116,11 +119,9 @@ def run_iterate(run_dir: Path, fault: str = "", kill_when=None, timeout: float =
 
 
 def _reap(proc: subprocess.Popen, tree: dict) -> None:
-    """Kills what is left of one run: its process group and every descendant seen while it ran."""
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+    """Kills what is left of one run: its session (the driver was started in a new one; its local Ray
+    cluster's processes stay in it) and every descendant seen while it ran."""
+    leftovers = stop_session(proc.pid, grace=5)
     alive = [p for p in tree.values() if p.is_running()]  # is_running checks the start time: no pid reuse
     for p in alive:
         try:
@@ -129,6 +130,8 @@ def _reap(proc: subprocess.Popen, tree: dict) -> None:
             pass
     psutil.wait_procs(alive, timeout=30)
     proc.wait()
+    if leftovers:
+        raise RuntimeError(f"processes of the run survived SIGKILL: {[p.pid for p in leftovers]}")
 
 
 def snapshot(run_dir: Path) -> dict[str, int]:
@@ -145,7 +148,7 @@ def rerun_work(before: dict[str, int], after: dict[str, int]) -> dict[str, dict[
     for path, inode in after.items():
         if path.endswith("_SUCCESS") or before.get(path) == inode:
             continue
-        parts = Path(path).parts  # 001/sample/part-00000.parquet
+        parts = Path(path).parts  # 001/sample/part-00000.parquet, 000/eval/shapesworld/metrics.json
         stage = "train" if parts[1] == "policy" else parts[1]
         key = f"{stage}@{int(parts[0])}" if stage == "eval" else stage
         kind = work["redone" if path in before else "new"]
@@ -156,7 +159,7 @@ def rerun_work(before: dict[str, int], after: dict[str, int]) -> dict[str, dict[
 def _tensors(run_dir: Path) -> dict:
     from safetensors.numpy import load_file
 
-    return load_file(run_dir / "rounds/001/policy/adapter_model.safetensors")
+    return load_file(RunStore(run_dir).policy(1) / "adapter_model.safetensors")
 
 
 def compare(reference: Path, run_dir: Path) -> dict:
@@ -170,8 +173,7 @@ def compare(reference: Path, run_dir: Path) -> dict:
     ta, tb = _tensors(reference), _tensors(run_dir)
     adapter_diff = (float("inf") if ta.keys() != tb.keys() else
                     max((float(abs(ta[k].astype("float64") - tb[k].astype("float64")).max()) for k in ta), default=0.0))
-    evals = [k for k in (0, 1) if a.read_json(f"rounds/{k:03d}/eval/metrics.json")
-             != b.read_json(f"rounds/{k:03d}/eval/metrics.json")]
+    evals = [k for k in (0, 1) if a.read_eval(k, SUITE) != b.read_eval(k, SUITE)]
     missing_metrics = {(m["round"], m["stage"]) for m in a.metrics()} - {(m["round"], m["stage"]) for m in b.metrics()}
     return {"tables_differ": tables, "evals_differ": evals, "adapter_max_abs_diff": adapter_diff,
             "metrics_lines_missing": sorted(f"{k}/{stage}" for k, stage in missing_metrics),
@@ -239,7 +241,7 @@ def main(argv=None) -> int:
     kills = [k for k in KILLS if not args.points or k.name in args.points]
     reference = work / "reference"
     start = time.time()
-    if not (reference / "rounds/001/eval/_SUCCESS").exists():
+    if not RunStore(reference).is_done(1, eval_stage(SUITE)):
         status = run_iterate(reference)
         if status != 0:
             print(f"the uninterrupted run failed ({status}); see {reference}.log", file=sys.stderr)

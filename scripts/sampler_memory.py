@@ -33,6 +33,7 @@ def main() -> int:
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
     from engine.actors import engine_kwargs
+    from evaluation.layout import RunLayout
     from engine.config import Config
     from engine.evaluate import evaluate_model
     from engine.generation import Adapter, VLLMEngine
@@ -48,7 +49,7 @@ def main() -> int:
     world = ShapesWorld(cfg.data.world_seed, cfg.data.prior)
     rows = []
     for k in range(1, args.rounds + 1):
-        adapter = Adapter(f"{args.run_dir}/rounds/{k:03d}/policy", k) if args.run_dir else None
+        adapter = Adapter(str(RunLayout(args.run_dir).policy(k)), k) if args.run_dir else None
         items = [(p["image"], p["question"]) for p in world.prompt_pool(32, start=32 * k)]
         start = time.time()
         engine.generate(items, n=4, temperature=1.0, max_tokens=96, seeds=list(range(32)), adapter=adapter)

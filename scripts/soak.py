@@ -122,6 +122,8 @@ def main(argv=None) -> int:
     parser.add_argument("overrides", nargs="*", help="more key=value overrides")
     args = parser.parse_args(argv)
     zoo = args.zoo or ("full" if full_zoo_built() else "small")
+    sys.path.insert(0, str(ROOT))
+    from evaluation.layout import RunLayout, eval_stage
     run_dir = Path(args.run_dir or Path(tempfile.mkdtemp(prefix="candor-soak-")) / "run")
     cmd = [sys.executable, str(ROOT / "iterate.py"), "--config", str(ROOT / "configs/shapes-rlaifv.yaml"),
            "--run-dir", str(run_dir), f"run.rounds={args.rounds}", f"model.zoo={zoo}", *SHORT, *args.overrides]
@@ -140,7 +142,7 @@ def main(argv=None) -> int:
             break
         peak = max(peak, sum(rss.values()))
         for k in range(args.rounds + 1):
-            if k not in rounds and (run_dir / f"rounds/{k:03d}/eval/_SUCCESS").exists():
+            if k not in rounds and RunLayout(run_dir).is_done(k, eval_stage("shapesworld")):
                 rounds[k] = {"seconds": round(time.time() - start), "rss_mb": {n: round(v) for n, v in rss.items()}}
                 print(f"[soak] round {k}: {json.dumps(rounds[k])}", flush=True)
         session = session or ray_session(seen.values())

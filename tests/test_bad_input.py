@@ -152,6 +152,7 @@ def test_normalised_rows_store_and_read_back(tmp_path):
     kept, _ = select_prompts(rows)
     store = RunStore(tmp_path)
     store.write_shard(1, "prompts", 0, kept)
+    store.mark_done(1, "prompts", {})
     assert store.read(1, "prompts") == kept
 
 
@@ -199,6 +200,7 @@ def test_full_disk_while_writing_a_shard_leaves_nothing_and_names_the_shard(tmp_
     assert not store.has_shard(1, "sample", 3)
     monkeypatch.undo()
     store.write_shard(1, "sample", 3, [{"a": 1}])  # space freed: the same write succeeds
+    store.mark_done(1, "sample", {})
     assert store.read(1, "sample") == [{"a": 1}]
 
 
@@ -207,7 +209,7 @@ def test_temp_file_of_a_killed_writer_is_never_read_and_is_cleaned_up(tmp_path):
     folder = store.stage_dir(1, "sample")
     folder.mkdir(parents=True)
     (folder / ".part-00000.parquet.tmp-999999").write_bytes(b"PAR1 half a shard")
-    assert store.read(1, "sample") == [] and not store.has_shard(1, "sample", 0)
+    assert store.shards(1, "sample") == [] and not store.has_shard(1, "sample", 0)
     store.write_shard(1, "sample", 0, [{"a": 1}])
     assert sorted(p.name for p in folder.iterdir()) == ["part-00000.parquet"]
 
@@ -215,7 +217,8 @@ def test_temp_file_of_a_killed_writer_is_never_read_and_is_cleaned_up(tmp_path):
 def test_damaged_shard_is_an_error_naming_the_file(tmp_path):
     store = RunStore(tmp_path)
     store.write_shard(1, "verify", 0, [{"a": 1}])
-    store.shard_path(1, "verify", 0).write_bytes(b"not parquet")
+    store.mark_done(1, "verify", {})
+    store.shard(1, "verify", 0).write_bytes(b"not parquet")
     with pytest.raises(ValueError, match=r"part-00000\.parquet: unreadable shard"):
         store.read(1, "verify")
 
@@ -224,27 +227,28 @@ def test_damaged_shard_is_an_error_naming_the_file(tmp_path):
 class FakeSampler:
     """A sampler actor whose every answer is the same true sentence: no pairs, so no trainer is needed."""
 
-    class generate:
-        @staticmethod
-        def remote(items, n, *args):
-            return [["There is a shape."] * n for _ in items]
+    def generate(self, items, n, *args):
+        return [["There is a shape."] * n for _ in items]
 
 
 @pytest.fixture
 def fake_round(tmp_path, monkeypatch):
-    """round(k) of a real Rounds on a real store, with prompt rows chosen by the test and fake actors."""
-    import engine.rounds as rounds_module
+    """round(k) of the real sequencer on a real store, in process, with prompt rows chosen by the test and a
+    fake sampler actor."""
+    import engine.round_stages as stages_module
+    from engine.executor import ActorGroup, InProcessExecutor
+    from engine.models import Models
+    from engine.rounds import Rounds
 
-    cfg = load_config(None, ["model.zoo=small", "sampling.shard_size=8", "sampling.n=2", "feedback.labeler=oracle"])
-    monkeypatch.setattr(rounds_module, "ray", SimpleNamespace(get=lambda ref: ref, kill=lambda actor: None))
-    monkeypatch.setattr(rounds_module.Rounds, "evaluate", lambda self, k: None)
+    cfg = load_config(None, ["model.zoo=small", "sampling.shard_size=8", "sampling.n=2", "feedback.labeler=oracle",
+                             "eval.n=2"])
 
     def run(rows):
-        monkeypatch.setattr(rounds_module, "select_prompts", lambda _: select_prompts(rows))
-        store = RunStore(tmp_path / "run")
-        machine = rounds_module.Rounds(cfg, store, "policy", "labeler", log=lambda line: None)
-        machine.samplers = [FakeSampler()]
-        machine.round(1)
+        monkeypatch.setattr(stages_module, "select_prompts", lambda _: select_prompts(rows))
+        store, executor = RunStore(tmp_path / "run"), InProcessExecutor(cfg)
+        models = Models(cfg, executor, store, "policy", "labeler")
+        models.groups["samplers"] = ActorGroup(executor, "sampler", [FakeSampler()])
+        Rounds(cfg, store, models, executor, log=lambda line: None).round(1)
         return store
     return run
 

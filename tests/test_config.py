@@ -95,3 +95,75 @@ def test_resume_with_changed_stage_config_is_refused_unless_forced(tmp_path):
     with pytest.raises(ConfigError, match="sampling.temperature"):
         prepare_run(changed, tmp_path / "run")
     prepare_run(changed, tmp_path / "run", force=True)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("train.beta=inf", r"train.beta: must be > 0 \(a finite number\)"),
+    ("train.lr=nan", r"train.lr: must be in \(0, 1\)"),
+    ("data.prior=-inf", r"data.prior: must be in \[0, 1\]"),
+    ("run.seed=-1", "run.seed: must be >= 0"),
+    ("data.world_seed=-3", "data.world_seed: must be >= 0"),
+    ("train.grad_accum_steps=0", "train.grad_accum_steps: must be >= 1"),
+    ("model.dtype=float8", "model.dtype: must be one of"),
+    ("eval.suites=shapesworld,python:no_such_module:suite", "eval.suites: cannot load"),
+    ("feedback.labeler=python:labeler_plugin:NoSuchLabeler", "feedback.labeler: cannot load"),
+    ("model.min_pixels=1000 model.max_pixels=10", "model.max_pixels: must be >= model.min_pixels"),
+])
+def test_non_finite_numbers_negative_seeds_and_mistyped_plugins_are_refused_at_load(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config("configs/shapes-rlaifv.yaml", override.split())
+
+
+def test_the_fields_other_parts_plug_into_have_their_defaults_and_parse():
+    cfg = load_config("configs/shapes-rlaifv.yaml")
+    assert (cfg.train.gradient_checkpointing, cfg.train.grad_accum_steps, cfg.train.max_length) == (False, 1, None)
+    assert (cfg.model.min_pixels, cfg.model.max_pixels, cfg.feedback.splitter_max_tokens) == (None, None, 256)
+    assert cfg.eval.suites == ["shapesworld"]
+    cfg = load_config("configs/shapes-rlaifv.yaml", ["train.gradient_checkpointing=true", "train.max_length=1024",
+                                                      "model.max_pixels=200704", "train.max_length=none"])
+    assert cfg.train.gradient_checkpointing is True and cfg.train.max_length is None and cfg.model.max_pixels == 200704
+    assert config_from_dict(cfg.to_dict()) == cfg
+
+
+def test_a_plugin_labeler_gets_its_model_name_as_it_is():
+    cfg = load_config("configs/shapes-rlaifv.yaml", ["feedback.labeler=python:labeler_plugin:LengthLabeler",
+                                                      "feedback.labeler_model=gpt-4o-mini"])
+    assert cfg.feedback.labeler_model == "gpt-4o-mini"
+
+
+def test_another_sources_knob_never_blocks_resuming_a_run(tmp_path):
+    cfg = load_config("configs/shapes-rlaifv.yaml")
+    prepare_run(cfg, tmp_path / "run")
+    bpo_knob = load_config("configs/shapes-rlaifv.yaml", ["feedback.bpo_noise_step=700", "feedback.seva_k=3"])
+    assert changed_keys(cfg, bpo_knob) == []
+    prepare_run(bpo_knob, tmp_path / "run")
+    rlaifv_knob = load_config("configs/shapes-rlaifv.yaml", ["feedback.max_pairs_per_prompt=3"])
+    assert changed_keys(cfg, rlaifv_knob) == ["feedback.max_pairs_per_prompt"]
+
+
+def test_a_mistyped_plugin_stops_iterate_before_any_stage_or_file(tmp_path, capsys):
+    from iterate import main
+
+    run_dir = tmp_path / "never"
+    status = main(["--config", "configs/shapes-rlaifv.yaml", "--run-dir", str(run_dir),
+                   "feedback.labeler=python:labeler_plugn:LengthLabeler"])
+    assert status == 2 and "feedback.labeler: cannot load 'python:labeler_plugn:LengthLabeler'" in capsys.readouterr().err
+    assert not run_dir.exists()
+
+
+def test_force_across_a_change_drops_the_unfinished_stages_shards_and_keeps_finished_ones(tmp_path):
+    from engine.store import RunStore
+
+    cfg = load_config("configs/shapes-rlaifv.yaml")
+    store = prepare_run(cfg, tmp_path / "run")
+    store.write_shard(1, "prompts", 0, [{"id": "a"}])
+    store.mark_done(1, "prompts", {})
+    store.write_shard(1, "sample", 0, [{"old": 1}])  # half done under the old temperature
+    store.checkpoints(1).joinpath("checkpoint-3").mkdir(parents=True)
+    two_trainers = load_config("configs/shapes-rlaifv.yaml", ["resources.trainer_actors=2"])
+    assert changed_keys(cfg, two_trainers) == ["resources.trainer_actors"]  # the global batch changes
+    hotter = load_config("configs/shapes-rlaifv.yaml", ["sampling.temperature=1.0"])
+    prepare_run(hotter, tmp_path / "run", force=True)
+    store = RunStore(tmp_path / "run")
+    assert store.read(1, "prompts") == [{"id": "a"}] and store.shards(1, "sample") == []
+    assert not store.checkpoints(1).exists()

@@ -1,5 +1,6 @@
-"""The loop end to end on the small zoo: the run-directory contract, kill -9 and resume, branching from a
-round checkpoint, and `ray job submit` against a local cluster the test starts and stops itself."""
+"""The loop end to end on the small zoo: the run-directory contract, two drivers on one run directory,
+kill -9 and resume, branching from a round checkpoint, and `ray job submit` against a local cluster the
+test starts and stops whole (its session), leaving no process behind."""
 import json
 import os
 import secrets
@@ -11,8 +12,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import psutil
 import pytest
+
+from engine.processes import session_processes, stop_session
 
 ROOT = Path(__file__).resolve().parent.parent
 # The small zoo's labeler is too weak to separate answers, so runs that must build pairs use the oracle;
@@ -43,10 +45,7 @@ def kill_in_first_sample_shard(run_dir, *overrides, config="configs/shapes-rlaif
                             env={**ENV, "CANDOR_FAULT": "wrote:sample:0@1"},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     assert proc.wait(timeout=600) == -signal.SIGKILL
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)  # the Ray processes the driver started stay in its group
-    except ProcessLookupError:
-        pass
+    assert not stop_session(proc.pid, grace=5)  # the Ray processes the driver started stay in its session
     assert (run_dir / "rounds/001/sample/part-00000.parquet").exists(), "the run never reached the sample stage"
     assert not (run_dir / "rounds/001/sample/_SUCCESS").exists()
 
@@ -59,10 +58,38 @@ def pairs_of(run_dir, k=1):
 
 
 @pytest.fixture(scope="session")
-def finished_run(small_zoo, tmp_path_factory):
+def contended_run(small_zoo, tmp_path_factory):
+    """The reference run, with a second driver started on its run directory while the first one works."""
     run_dir = tmp_path_factory.mktemp("runs") / "reference"
-    iterate(run_dir, "run.rounds=1")
-    return run_dir
+    first = subprocess.Popen(command(run_dir, "run.rounds=1"), cwd=ROOT, env=ENV, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    deadline = time.time() + 300
+    while not (run_dir / "rounds/001/prompts/_SUCCESS").exists() and first.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    start = time.time()
+    second = iterate(run_dir, "run.rounds=1", check=False)
+    refused_in = time.time() - start
+    output = first.communicate(timeout=900)[0]
+    assert not stop_session(first.pid)
+    assert first.returncode == 0, output[-3000:]
+    return run_dir, first.pid, second, refused_in
+
+
+@pytest.fixture(scope="session")
+def finished_run(contended_run):
+    return contended_run[0]
+
+
+def test_a_second_driver_on_a_running_run_directory_is_refused_at_once(contended_run):
+    run_dir, first_pid, second, refused_in = contended_run
+    assert second.returncode == 2 and refused_in < 60, second.stdout[-2000:] + second.stderr[-2000:]
+    assert f"another driver is running on this run directory (pid {first_pid} on host" in second.stderr
+    assert "[round" not in second.stdout  # it did no work
+    # The first driver finished whole: every stage done once, every metrics line there.
+    lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    keys = [(r["round"], r["stage"]) for r in lines]
+    assert len(keys) == len(set(keys)) and (1, "eval/shapesworld") in keys and (1, "train") in keys
+    assert (run_dir / "rounds/001/policy/adapter_model.safetensors").exists()
 
 
 def test_run_directory_follows_the_contract(finished_run):
@@ -73,11 +100,12 @@ def test_run_directory_follows_the_contract(finished_run):
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["config_hash"] and manifest["packages"]["trl"] and manifest["seeds"]["run"] == 0
     for k in (0, 1):
-        metrics = json.loads((run / f"rounds/{k:03d}/eval/metrics.json").read_text())
+        metrics = json.loads((run / f"rounds/{k:03d}/eval/shapesworld/metrics.json").read_text())
         assert {"chair_s", "chair_i", "recall", "pope_f1", "n"} <= set(metrics) and metrics["n"] == 20
-        rows = [json.loads(line) for line in (run / f"rounds/{k:03d}/eval/responses.jsonl").read_text().splitlines()]
+        responses = run / f"rounds/{k:03d}/eval/shapesworld/responses.jsonl"
+        rows = [json.loads(line) for line in responses.read_text().splitlines()]
         assert len(rows) == 20 and {"id", "gt_objects", "prompt", "response"} <= set(rows[0])
-    for stage in ("prompts", "sample", "split", "verify", "pairs", "train", "eval"):
+    for stage in ("prompts", "sample", "split", "verify", "pairs", "train", "eval/shapesworld"):
         assert (run / "rounds/001" / stage / "_SUCCESS").exists(), stage
     assert (run / "rounds/001/policy/adapter_config.json").exists()
     assert (run / "rounds/001/policy/adapter_model.safetensors").exists()
@@ -86,7 +114,7 @@ def test_run_directory_follows_the_contract(finished_run):
     assert len(pairs) == json.loads((run / "rounds/001/train/_SUCCESS").read_text())["pairs"] > 0
     assert pairs[0]["images"][0].size == (64, 64)
     lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert {(r["round"], r["stage"]) for r in lines} >= {(0, "eval"), (1, "train"), (1, "eval")}
+    assert {(r["round"], r["stage"]) for r in lines} >= {(0, "eval/shapesworld"), (1, "train"), (1, "eval/shapesworld")}
 
 
 def test_sigkill_mid_round_then_same_command_resumes_to_identical_pairs(finished_run, tmp_path):
@@ -126,10 +154,15 @@ def test_ray_job_submit_against_a_local_cluster(small_zoo, tmp_path):
     # Its own temp dir (short: Ray's socket paths are length-limited) names every process of this cluster, so
     # the test stops only them: `ray stop` would kill every Ray cluster on the machine, a user's too.
     temp_dir = tempfile.mkdtemp(prefix="rj", dir="/tmp")
-    subprocess.run([ray, "start", "--head", "--port", port, "--dashboard-port", dash, "--num-cpus", "4",
-                    "--node-ip-address", "127.0.0.1", "--dashboard-host", "127.0.0.1", "--disable-usage-stats",
-                    "--temp-dir", temp_dir], env=env, check=True, capture_output=True, timeout=180)
+    # A session of its own: every process of the cluster (renamed agents and workers in their own process
+    # groups included) stays in it, so stopping the session stops the whole cluster and nothing else.
+    starter = subprocess.Popen([ray, "start", "--head", "--port", port, "--dashboard-port", dash, "--num-cpus", "4",
+                                "--node-ip-address", "127.0.0.1", "--dashboard-host", "127.0.0.1",
+                                "--disable-usage-stats", "--temp-dir", temp_dir], env=env, start_new_session=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    session = starter.pid
     try:
+        assert starter.wait(timeout=180) == 0, starter.stdout.read()[-3000:]
         run_dir = tmp_path / "submitted"
         entry = [sys.executable, str(ROOT / "iterate.py"), "--config", str(ROOT / "configs/shapes-rlaifv.yaml"),
                  "--run-dir", str(run_dir), *TINY, "run.rounds=1", "feedback.labeler=vlm"]
@@ -141,18 +174,11 @@ def test_ray_job_submit_against_a_local_cluster(small_zoo, tmp_path):
             time.sleep(2)
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
         assert "succeeded" in result.stdout
-        assert (run_dir / "rounds/001/verify/_SUCCESS").exists() and (run_dir / "rounds/001/eval/metrics.json").exists()
+        assert (run_dir / "rounds/001/verify/_SUCCESS").exists()
+        assert (run_dir / "rounds/001/eval/shapesworld/metrics.json").exists()
+        agents = [p for p in session_processes(session) if "Agent" in p.name() + " ".join(p.cmdline())]
+        assert agents  # Ray's renamed agents are found by their session
     finally:
-        stop_cluster(temp_dir)
-
-
-def stop_cluster(temp_dir: str) -> None:
-    """Ends the processes of the cluster started with ``temp_dir`` (and no others), then removes the dir."""
-    ours = [p for p in psutil.process_iter(["cmdline"]) if temp_dir in " ".join(p.info["cmdline"] or [])]
-    for process in ours:
-        process.terminate()
-    _, alive = psutil.wait_procs(ours, timeout=30)
-    for process in alive:
-        process.kill()
-    psutil.wait_procs(alive, timeout=30)
-    shutil.rmtree(temp_dir, ignore_errors=True)
+        leftovers = stop_session(session)
+        shutil.rmtree(temp_dir, ignore_errors=True)
+    assert not leftovers and not session_processes(session), [p.cmdline() for p in leftovers]

@@ -5,7 +5,7 @@ import pyarrow as pa
 import pytest
 
 from engine.config import load_config
-from engine.rounds import shapes_prompts
+from engine.round_stages import shapes_prompts
 from evaluation.shapes import OBJECTS, ShapesWorld, oracle_answer
 from feedback import amp, bpo, seva
 from feedback.claims import split_claims
@@ -201,7 +201,7 @@ def assert_round_trained(run_dir, k, source, stages):
     from engine.training import load_pairs
 
     store = RunStore(run_dir)
-    for stage in ("prompts", *stages, "pairs", "train", "eval"):
+    for stage in ("prompts", *stages, "pairs", "train", "eval/shapesworld"):
         assert store.is_done(k, stage), stage
     pairs = load_pairs(run_dir / f"rounds/{k:03d}/pairs")
     assert len(pairs) == store.done_info(k, "train")["pairs"] > 0

@@ -81,13 +81,13 @@ def _jsonl_dataset(tmp_path, count=3):
 
 def test_the_prompts_stage_reads_a_user_dataset_with_bad_rows_as_counted_skips(tmp_path):
     from engine.config import load_config
-    from engine.rounds import Rounds
-    from engine.store import RunStore
+    from engine.round_stages import prompts_stage
+    from feedback.sources import RoundContext
 
     path = _jsonl_dataset(tmp_path)
     cfg = load_config(CONFIG, ["data.source=dataset", f"data.path={path}",
                                                       "sampling.prompts_per_round=4"])
-    kept, info = Rounds(cfg, RunStore(tmp_path / "run"), "policy", "labeler")._prompts(1)
+    kept, info = prompts_stage(cfg).run(RoundContext(cfg, 1, {}, read=None), None, [])
     assert [r["id"] for r in kept] == ["p0", "p1", "p2"] and kept[0]["reference"] == "A shape."
     assert info["skipped"] == 1 and "bad" in info["skip_reasons"]
 

@@ -55,3 +55,14 @@ def test_tensorboard_scalars_per_round_and_per_dpo_step_written_once(tiny_run):
     assert [e.step for e in events.Scalars("dpo/loss")] == [1, 2, 3, 4]
     assert [e.value for e in events.Scalars("pairs/count")] == [4]
     assert events.Scalars("seconds/train")[0].value == 20.0
+
+
+def test_user_text_reaches_the_report_escaped():
+    from evaluation.report import escape
+
+    hostile = "<img src=x onerror=alert(1)> **bold** [link](http://x) | a \u202eevil\u2066 \x00\x1b[31m\nnext"
+    text = escape(hostile)
+    assert "<" not in text and "&lt;img src=x onerror=alert\\(1\\)&gt;" in text
+    assert "\\*\\*bold\\*\\*" in text and "\\[link\\]\\(http://x\\)" in text and "\\|" in text
+    assert not any(ch in text for ch in "\u202e\u2066\x00\x1b\n")
+    assert escape("There is a red circle.") == "There is a red circle."

@@ -57,7 +57,7 @@ def test_four_kills_in_a_row_then_the_same_command_equals_the_uninterrupted_run(
 
     killed(run_dir, "eval1-end")
     assert store.done_info(1, "train")["resumed_from_step"] >= 1  # the trainer went on from its checkpoint
-    assert (run_dir / "rounds/001/eval/metrics.json").exists() and not store.is_done(1, "eval")
+    assert store.eval_metrics(1, "shapesworld").exists() and not store.is_done(1, "eval/shapesworld")
 
     before = kill_matrix.snapshot(run_dir)
     assert kill_matrix.run_iterate(run_dir) == 0
@@ -95,4 +95,4 @@ def test_actor_death_mid_stage_is_survived(small_zoo, tmp_path):
     assert victims, "no sampler actor was found to kill"
     assert status == 0, (run_dir.parent / "actor-death.log").read_text()[-3000:]
     keys = [(r["prompt_id"], r["sample"]) for r in store.read(1, "sample")]
-    assert len(keys) == len(set(keys)) == 8 * 4 and store.is_done(1, "eval")
+    assert len(keys) == len(set(keys)) == 8 * 4 and store.is_done(1, "eval/shapesworld")

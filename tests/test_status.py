@@ -11,9 +11,9 @@ def test_status_shows_stages_current_shards_and_last_metrics(tiny_run):
     text = status(tiny_run)
     lines = text.splitlines()
     assert lines[0] == f"run {tiny_run}: rounds 1..2 planned, 1 finished"
-    assert lines[1] == "round 000: eval ✓ 30s"
+    assert lines[1] == "round 000: eval/shapesworld ✓ 30s"
     assert lines[2].startswith("round 001: prompts ✓ 0s | sample ✓ 12s | split ✓ 0s | verify ✓ 8s | pairs ✓ 0s")
-    assert lines[2].endswith("train ✓ 20s | eval ✓ 30s")
+    assert lines[2].endswith("train ✓ 20s | eval/shapesworld ✓ 30s")
     assert lines[3] == "round 002: prompts ✓ 0s | sample … 1/2 shards (50%)"
     assert "now: round 2 sample: 1/2 shards (50%)" in lines
     assert "last eval (round 1): chair_s 0.400  chair_i 0.200  recall 0.810  pope_f1 0.500" in lines

@@ -6,7 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from engine.store import RunStore
+from evaluation.layout import StageNotDone
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -16,9 +19,11 @@ def test_shards_markers_and_metrics_are_atomic_and_idempotent(tmp_path):
     assert not store.is_done(1, "sample") and not store.has_shard(1, "sample", 0)
     store.write_shard(1, "sample", 1, [{"a": 2}])
     store.write_shard(1, "sample", 0, [{"a": 1}])
-    assert store.read(1, "sample") == [{"a": 1}, {"a": 2}]
+    with pytest.raises(StageNotDone, match="rounds/001/sample: stage 'sample' of round 1 is not done"):
+        store.read(1, "sample")  # a half-written stage is never read as if it were whole
     assert not list(store.stage_dir(1, "sample").glob(".*tmp*"))
     store.mark_done(1, "sample", {"rows": 2})
+    assert store.read(1, "sample") == [{"a": 1}, {"a": 2}]
     assert store.is_done(1, "sample") and store.done_info(1, "sample") == {"rows": 2}
     assert store.metrics() == [{"round": 1, "stage": "sample", "rows": 2}]  # the marker brings its metrics line
     store.append_metrics({"round": 1, "stage": "eval", "x": 1})
@@ -32,7 +37,10 @@ def test_shards_markers_and_metrics_are_atomic_and_idempotent(tmp_path):
 # A child process that writes two shards of round 1 and marks the stage done, under CANDOR_FAULT.
 WRITER = """
 import sys
+import pytest
+
 from engine.store import RunStore
+from evaluation.layout import StageNotDone
 store = RunStore(sys.argv[1])
 for shard in (0, 1):
     store.write_shard(1, "sample", shard, [{"shard": shard}])
@@ -50,7 +58,7 @@ def write_under_fault(tmp_path, fault: str) -> tuple[int, RunStore]:
 def test_fault_between_shards_kills_with_the_first_shard_whole(tmp_path):
     status, store = write_under_fault(tmp_path, "wrote:sample:0")
     assert status == -signal.SIGKILL
-    assert store.read(1, "sample") == [{"shard": 0}] and not store.has_shard(1, "sample", 1)
+    assert store.shards(1, "sample") == [store.shard(1, "sample", 0)] and not store.is_done(1, "sample")
 
 
 def test_fault_before_a_shard_leaves_no_trace_of_it(tmp_path):
