@@ -117,7 +117,7 @@ def test_non_finite_numbers_negative_seeds_and_mistyped_plugins_are_refused_at_l
 def test_the_fields_other_parts_plug_into_have_their_defaults_and_parse():
     cfg = load_config("configs/shapes-rlaifv.yaml")
     assert (cfg.train.gradient_checkpointing, cfg.train.grad_accum_steps, cfg.train.max_length) == (False, 1, None)
-    assert (cfg.model.min_pixels, cfg.model.max_pixels, cfg.feedback.splitter_max_tokens) == (None, None, 256)
+    assert (cfg.model.min_pixels, cfg.model.max_pixels, cfg.feedback.splitter_max_tokens) == (None, None, 512)
     assert cfg.eval.suites == ["shapesworld"]
     cfg = load_config("configs/shapes-rlaifv.yaml", ["train.gradient_checkpointing=true", "train.max_length=1024",
                                                       "model.max_pixels=200704", "train.max_length=none"])

@@ -106,11 +106,12 @@ def test_each_loss_trains_and_reports_rewards(small_zoo, tmp_path, loss, kind):
     steps_per_epoch = {"pairs": 1, "mdpo": 4, "infonce": 2}[kind]  # 6 rows, or as many whole groups as fit
     assert figures["pairs"] == rows and figures["steps"] == 2 * steps_per_epoch
     assert 0.0 <= figures["reward_accuracy"] <= 1.0 and figures["reward_margin"] is not None
-    assert figures["loss_last"] < figures["loss_first"]
     assert (out / "adapter_model.safetensors").exists() and (out / "adapter_config.json").exists()
     saved = json.loads((out / "candor_train.json").read_text())
     losses = [row["loss"] for row in saved["log_history"] if "loss" in row]
     assert saved["loss"] == loss and len(losses) == figures["steps"] and losses[0] == figures["loss_first"]
+    # A step holds one group (mdpo) or two: single steps differ by group, so the epochs' means are compared
+    assert sum(losses[steps_per_epoch:]) < sum(losses[:steps_per_epoch])
 
 
 def test_last_checkpoint_skips_one_a_kill_left_half_written(tmp_path):
