@@ -40,7 +40,9 @@ class RunLayout:
     """The paths of one run directory and read-only access to its finished stages."""
 
     def __init__(self, root: str | Path):
-        self.root = Path(root)
+        # Absolute, so a layout path (itself under root) stays one when joined to root again, and workers with
+        # another working directory see the same folder: `runs/NAME`, the default, is relative.
+        self.root = Path(root).absolute()
 
     # ---- run-level files ------------------------------------------------------------------------------
     @property

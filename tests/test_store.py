@@ -81,3 +81,15 @@ def test_fault_before_a_json_file(tmp_path):
     status, store = write_under_fault(tmp_path, "write:rounds/001/eval/metrics.json")
     assert status == -signal.SIGKILL and store.is_done(1, "sample")
     assert not (tmp_path / "rounds/001/eval").exists()
+
+
+def test_a_relative_run_directory_writes_its_layout_paths_inside_it(tmp_path, monkeypatch):
+    """The default run directory (runs/NAME) is relative: an evaluation's files, addressed by their layout
+    paths, land in the run and its marker can vouch for them."""
+    monkeypatch.chdir(tmp_path)
+    store = RunStore("runs/demo")
+    metrics = store.eval_metrics(0, "shapesworld")
+    store.write_json(metrics, {"n": 1})
+    store.mark_done(0, "eval/shapesworld", {"n": 1}, [metrics])
+    assert (tmp_path / "runs/demo/rounds/000/eval/shapesworld/metrics.json").is_file()
+    assert store.verify(0, "eval/shapesworld") == {} and not (tmp_path / "runs/demo/runs").exists()
