@@ -42,7 +42,8 @@ def load_pairs(pairs_dir: str | Path):
 
 def train_dpo(base_model: str, pairs_dir: str | Path, out_dir: str | Path, *, previous_adapter: str | None,
               reference: str, beta: float, lr: float, epochs: int, batch_size: int, lora_r: int, lora_alpha: int,
-              threads: int, sft_weight: float = 0.0, ld_alpha: float = 1.0, seed: int, use_cpu: bool = True, loss: str = "sigmoid",
+              threads: int, seed: int, use_cpu: bool = True, loss: str = "sigmoid", sft_weight: float = 0.0,
+              ld_alpha: float = 1.0,
               checkpoint_dir: str | Path | None = None, save_steps: int = 0, rank: int = 0, world_size: int = 1,
               master: str = "127.0.0.1:29500", dtype: str = "float32", gradient_checkpointing: bool = False,
               grad_accum_steps: int = 1, max_length: int | None = None, min_pixels: int | None = None,
@@ -77,6 +78,8 @@ def train_dpo(base_model: str, pairs_dir: str | Path, out_dir: str | Path, *, pr
         raise ValueError(f"grad_accum_steps={grad_accum_steps}: expected at least 1")
     if max_length is not None and max_length < 1:
         raise ValueError(f"max_length={max_length}: expected a positive token count or None")
+    if loss != "sigmoid":  # Candor's grouped losses score plain summed log-probs: TRL's sft term and LD-DPO stay out
+        sft_weight, ld_alpha = 0.0, 1.0
     if world_size > 1:
         _join_group(rank, world_size, master, use_cpu, threads)
     import torch
@@ -107,10 +110,8 @@ def train_dpo(base_model: str, pairs_dir: str | Path, out_dir: str | Path, *, pr
     saving = bool(checkpoint_dir) and save_steps > 0
     args = DPOConfig(output_dir=str(checkpoint_dir) if saving else scratch, per_device_train_batch_size=per_step,
                      num_train_epochs=epochs, learning_rate=lr, beta=beta, max_length=None,
-                     # Candor's grouped losses score plain summed log-probs: TRL's sft term and ld_alpha stay out
-                     loss_type=["sigmoid", "sft"] if sft_weight and loss == "sigmoid" else ["sigmoid"],
-                     loss_weights=[1.0, sft_weight] if sft_weight and loss == "sigmoid" else None,
-                     ld_alpha=None if ld_alpha == 1 or loss != "sigmoid" else ld_alpha,
+                     loss_type=["sigmoid", "sft"] if sft_weight else ["sigmoid"],
+                     loss_weights=[1.0, sft_weight] if sft_weight else None, ld_alpha=None if ld_alpha == 1 else ld_alpha,
                      bf16=not use_cpu and dtype == "bfloat16", use_cpu=use_cpu, report_to=[],
                      gradient_checkpointing=gradient_checkpointing, gradient_accumulation_steps=grad_accum_steps,
                      # non-reentrant checkpointing needs no input that requires grad (LoRA freezes the embeddings)

@@ -339,7 +339,6 @@ def smollm2_model(cache: Path = CACHE) -> Path:
     return out
 
 
-
 def main(argv=None) -> None:
     """``python -m engine.zoo [--small] [--seed N] [--rebuild] [--ship]``: builds (or checks) a zoo and prints where
     it is and how long it took; ``--rebuild`` trains it again into a fresh folder of the cache, ``--ship``

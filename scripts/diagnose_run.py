@@ -9,11 +9,9 @@ language prior's doing, or *other*, a perception error). The figures behind docs
 """
 from __future__ import annotations
 
-import json
 import sys
-from pathlib import Path
 
-from engine.store import RunStore
+from evaluation.layout import RunLayout
 from evaluation.shapes import ShapesWorld, partner
 
 
@@ -21,9 +19,9 @@ def _text(message: list[dict]) -> str:
     return " ".join(c["text"] for m in message for c in m["content"] if c.get("text"))
 
 
-def pair_figures(store: RunStore, k: int, vocab) -> dict:
-    prompts = {p["id"]: p for p in store.read(k, "prompts")}
-    pairs = store.read(k, "pairs")
+def pair_figures(layout: RunLayout, k: int, vocab) -> dict:
+    prompts = {p["id"]: p for p in layout.read_stage(k, "prompts")}
+    pairs = layout.read_stage(k, "pairs")
     if not pairs:
         return {"pairs": 0}
     partner_pairs, chosen_words, rejected_words, margins = 0, [], [], []
@@ -41,8 +39,7 @@ def pair_figures(store: RunStore, k: int, vocab) -> dict:
             "margin": sum(margins) / n, "partner_pairs": partner_pairs / n}
 
 
-def eval_figures(run: Path, k: int, vocab) -> dict:
-    rows = [json.loads(line) for line in (run / f"rounds/{k:03d}/eval/responses.jsonl").read_text().splitlines()]
+def eval_figures(rows: list[dict], vocab) -> dict:
     mentions = partner_errors = other_errors = words = 0
     for row in rows:
         gt = set(row["gt_objects"])
@@ -62,21 +59,22 @@ def main(runs: list[str]) -> None:
     print("| run | round | pairs | chosen / rejected words | chosen shorter | margin | partner pairs | DPO loss first→last "
           "| reward acc | answer words | CHAIR-i | partner share of hallucinations |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
-    for run in map(Path, runs):
-        store = RunStore(run)
-        train = {m["round"]: m for m in store.metrics() if m.get("stage") == "train"}
-        k = 0
-        while (run / f"rounds/{k:03d}/eval/responses.jsonl").exists():
-            e = eval_figures(run, k, vocab)
-            p = pair_figures(store, k, vocab) if k and store.is_done(k, "pairs") else {"pairs": 0}
+    for run in runs:
+        layout = RunLayout(run)
+        train = {m["round"]: m for m in layout.metrics() if m.get("stage") == "train"}
+        for k in layout.round_numbers():
+            evaluated = layout.read_eval(k, "shapesworld")
+            if evaluated is None:
+                break
+            e = eval_figures(evaluated[1], vocab)
+            p = pair_figures(layout, k, vocab) if k and layout.is_done(k, "pairs") else {"pairs": 0}
             t = train.get(k, {})
             pairs = (f"{p['pairs']} | {p['chosen_words']:.1f} / {p['rejected_words']:.1f} | {p['chosen_shorter']:.0%} | "
                      f"{p['margin']:.2f} | {p['partner_pairs']:.0%}") if p["pairs"] else "- | - | - | - | -"
             loss = f"{t['loss_first']:.3f}→{t['loss_last']:.3f}" if t.get("loss_first") is not None else "-"
             acc = f"{t['reward_accuracy']:.2f}" if t.get("reward_accuracy") is not None else "-"
-            print(f"| {run.name} | {k} | {pairs} | {loss} | {acc} | {e['words']:.1f} | {e['chair_i']:.1%} | "
+            print(f"| {layout.root.name} | {k} | {pairs} | {loss} | {acc} | {e['words']:.1f} | {e['chair_i']:.1%} | "
                   f"{e['partner_share']:.0%} of {e['hallucinated']} |")
-            k += 1
 
 
 if __name__ == "__main__":
