@@ -9,20 +9,22 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from evaluation.layout import RunLayout
+
 
 def round_adapter(run_dir: str | Path, round_index: int | None = None) -> tuple[int, Path]:
     """(round, adapter folder) of ``round_index``, or of the newest round whose policy is an adapter."""
-    run = Path(run_dir)
-    if not (run / "rounds").is_dir():
-        raise FileNotFoundError(f"{run}: not a run directory (no rounds/ folder)")
-    trained = sorted(int(p.parent.parent.name) for p in (run / "rounds").glob("[0-9][0-9][0-9]/policy/adapter_config.json"))
+    run = RunLayout(run_dir)
+    if not run.is_run():
+        raise FileNotFoundError(f"{run.root}: not a run directory (no rounds/ folder)")
+    trained = [k for k in run.round_numbers() if (run.policy(k) / "adapter_config.json").exists()]
     if not trained:
-        raise ValueError(f"{run}: no round has a trained policy (rounds/NNN/policy/adapter_config.json)")
+        raise ValueError(f"{run.root}: no round has a trained policy (rounds/NNN/policy/adapter_config.json)")
     if round_index is None:
         round_index = trained[-1]
     if round_index not in trained:
-        raise ValueError(f"--round {round_index}: {run} has a trained policy in rounds {trained}")
-    return round_index, run / "rounds" / f"{round_index:03d}" / "policy"
+        raise ValueError(f"--round {round_index}: {run.root} has a trained policy in rounds {trained}")
+    return round_index, run.policy(round_index)
 
 
 def merge_adapter(adapter_dir: str | Path, out_dir: str | Path, base_model: str | None = None,
