@@ -48,13 +48,14 @@ def run_method(method: str, run_dir: Path, rounds: int, overrides: list[str], st
 
 
 def figures(run_dir: Path, rounds: int) -> dict:
-    """Held-out figures of round 0 and the last round, pairs trained on, and the rounds' stage seconds."""
+    """Held-out figures of every round, pairs trained on, and each round's stage seconds."""
     metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    first, last = (RunLayout(run_dir).read_eval(k, "shapesworld")[0] for k in (0, rounds))
+    evals = [RunLayout(run_dir).read_eval(k, "shapesworld")[0] for k in range(rounds + 1)]
     pairs_info = {r["round"]: r for r in metrics if r["stage"] == "pairs"}
-    return {"first": first, "last": last,
+    return {"first": evals[0], "last": evals[-1], "evals": evals,
             "pairs": sum(r.get("pairs", 0) for r in metrics if r["stage"] == "train" and r["round"] >= 1),
             "identical": sum(r.get("identical_dropped", 0) for r in pairs_info.values()),
+            "round_seconds": [sum(r.get("seconds", 0) for r in metrics if r["round"] == k) for k in range(1, rounds + 1)],
             "seconds": sum(r.get("seconds", 0) for r in metrics if r["round"] >= 1)}
 
 
@@ -68,6 +69,17 @@ def _row(name: str, f: dict) -> str:
 def method_table(results: dict[str, dict]) -> str:
     lines = ["| method | CHAIR-s | CHAIR-i | recall | POPE F1 | pairs used | wall s |", "|---|---|---|---|---|---|---|"]
     return "\n".join(lines + [_row(name, f) for name, f in results.items()])
+
+
+def rounds_table(results: dict[str, dict]) -> str:
+    """Every round of every method: CHAIR-i / recall / POPE F1, and the round's stage seconds."""
+    rounds = len(next(iter(results.values()))["evals"])
+    lines = ["| method | " + " | ".join(f"round {k}" for k in range(rounds)) + " |", "|---|" + "---|" * rounds]
+    for name, f in results.items():
+        cells = [f"{e['chair_i']:.1%} / {e['recall']:.1%} / {e['pope_f1']:.3f}" for e in f["evals"]]
+        cells[1:] = [f"{c}, {s:.0f} s" for c, s in zip(cells[1:], f["round_seconds"])]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def sweep_table(results: dict[int, dict]) -> str:
@@ -103,7 +115,8 @@ def main(argv=None) -> int:
         results[method] = figures(root / method, args.rounds)
     report = [f"Same starting policy and budget: {args.rounds} round(s) x {args.prompts} prompts per method; "
               f"held-out n = {args.eval_n}; round 0 → round {args.rounds}; wall s = the rounds' stage seconds.\n",
-              method_table(results)]
+              method_table(results),
+              "\nEvery round (CHAIR-i / recall / POPE F1, and the round's stage seconds):\n", rounds_table(results)]
     if steps:
         sweep = {}
         default_step = load_config(ROOT / "configs/shapes-seva.yaml", budget).feedback.seva_noise_step
