@@ -118,7 +118,7 @@ class FeedbackConfig(Section):
 
     RLAIF-V: claim ``splitter`` (rule | llm with ``splitter_model``, answering at most ``splitter_max_tokens``),
     ``labeler`` (vlm | self | oracle | python:module:Class) with ``labeler_model``, pairs capped at
-    ``max_pairs_per_prompt``, ``length_balance``, ``keep_true_claims``. SeVa: ``seva_k`` augmented images per prompt of kind
+    ``max_pairs_per_prompt``, ``length_balance``. SeVa: ``seva_k`` augmented images per prompt of kind
     ``seva_augment``, diffusion at step ``seva_noise_step`` of 1000. BPO: ``bpo_weakened`` answers on an image
     noised to ``bpo_noise_step`` sampled at ``bpo_temperature``, ``bpo_injected`` error-injected references by
     the ``injector`` (rule | llm with ``injector_model``); negatives over ``bpo_max_length_ratio`` times the
@@ -134,7 +134,6 @@ class FeedbackConfig(Section):
     labeler_model: str = "zoo"
     max_pairs_per_prompt: Positive = 2
     length_balance: bool = True
-    keep_true_claims: bool = False  # pairs never reward leaving true objects unsaid (feedback/pairs.py)
     seva_augment: Literal["diffusion", "moco", "crop", "flip"] = "diffusion"
     seva_noise_step: int = 500
     seva_k: Positive = 1
@@ -223,7 +222,7 @@ class Config(BaseModel):
 STAGE_SECTIONS = ("run", "model", "data", "sampling", "feedback", "train")
 _LABELED = ("labeler", "labeler_model", "splitter", "splitter_model", "splitter_max_tokens")
 SOURCE_KEYS = {
-    "rlaifv": (*_LABELED, "max_pairs_per_prompt", "length_balance", "keep_true_claims"),
+    "rlaifv": (*_LABELED, "max_pairs_per_prompt", "length_balance"),
     "seva": ("seva_augment", "seva_noise_step", "seva_k"),
     "bpo": ("bpo_noise_step", "bpo_temperature", "bpo_weakened", "bpo_injected", "injector", "injector_model",
             "bpo_max_length_ratio"),

@@ -86,26 +86,16 @@ def preference_row(prompt: dict, chosen: str, rejected: str, *, id: str, round_i
             "group": group, "chosen_rank": ranks[0], "rejected_rank": ranks[1]}
 
 
-def true_claims(answer: dict) -> int:
-    """Claims of a scored answer that its labeler accepted (its claims less the rejected ones)."""
-    return answer["claims"] + answer["score"]
-
-
 def build_pairs(answers: dict[str, list[dict]], prompts: dict[str, dict], max_per_prompt: int, seed: int,
-                balance: bool = True, round_index: int = 0, keep_true_claims: bool = False) -> list[dict]:
-    """answers: prompt id -> [{'sample', 'response', 'score', 'claims'}]; prompts: id -> prompt row.
+                balance: bool = True, round_index: int = 0) -> list[dict]:
+    """answers: prompt id -> [{'sample', 'response', 'score'}]; prompts: id -> prompt row.
 
-    ``keep_true_claims`` drops pairs whose chosen answer has fewer accepted claims than the rejected one: such a
-    pair also rewards leaving true objects unsaid, and recall falls round by round (docs/recipe.md).
     Returns pairs-table rows; each pair is its own group (RLAIF-V makes no rankings).
     """
     chosen_rejected = []
     for prompt_id in sorted(answers):
         rows = sorted(answers[prompt_id], key=lambda r: r["sample"])
-        pairs = candidate_pairs([r["score"] for r in rows])
-        if keep_true_claims:
-            pairs = [(i, j) for i, j in pairs if true_claims(rows[i]) >= true_claims(rows[j])]
-        pairs = cap_pairs(pairs, max_per_prompt, seed, prompt_id)
+        pairs = cap_pairs(candidate_pairs([r["score"] for r in rows]), max_per_prompt, seed, prompt_id)
         chosen_rejected += [(prompt_id, rows[i], rows[j]) for i, j in pairs]
     if balance:
         keep = length_balance([(len(c["response"].split()), len(r["response"].split())) for _, c, r in chosen_rejected])

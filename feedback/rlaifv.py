@@ -64,13 +64,12 @@ def verify_claims(split_rows: list[dict], prompts: dict[str, dict], labeler, lab
 
 
 def make_pairs(verified: list[dict], prompts: dict[str, dict], max_per_prompt: int, seed: int,
-               balance: bool, round_index: int, keep_true_claims: bool = False) -> list[dict]:
+               balance: bool, round_index: int) -> list[dict]:
     answers = defaultdict(list)
     for row in verified:
         if not row["unscored"]:
             answers[row["prompt_id"]].append(row)
-    return build_pairs(answers, prompts, max_per_prompt, derive_seed(seed, round_index, "pairs"), balance, round_index,
-                       keep_true_claims)
+    return build_pairs(answers, prompts, max_per_prompt, derive_seed(seed, round_index, "pairs"), balance, round_index)
 
 
 # ---- the stages ---------------------------------------------------------------------------------------
@@ -98,8 +97,7 @@ def verify_stage(ctx: RoundContext, labeler, prompts: list[dict]) -> list[dict]:
 
 def pairs_stage(ctx: RoundContext, _, prompts: list[dict]) -> tuple[list[dict], dict]:
     verified, f = ctx.read("verify"), ctx.cfg.feedback
-    pairs = make_pairs(verified, ctx.prompts, f.max_pairs_per_prompt, ctx.cfg.run.seed, f.length_balance, ctx.round,
-                       f.keep_true_claims)
+    pairs = make_pairs(verified, ctx.prompts, f.max_pairs_per_prompt, ctx.cfg.run.seed, f.length_balance, ctx.round)
     return pairs, verify_summary(verified)
 
 

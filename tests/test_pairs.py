@@ -41,15 +41,3 @@ def test_build_pairs_writes_trl_conversational_rows():
     assert row["images"] == [{"bytes": b"png", "path": None}]
     assert (row["chosen_score"], row["rejected_score"], row["round"]) == (0, -1, 3)
     assert not math.isnan(row["chosen_score"])
-
-
-def test_keep_true_claims_drops_pairs_whose_chosen_says_less_that_is_true():
-    # sample 0: 2 claims, none rejected; sample 1: 4 claims, 1 rejected (3 true); sample 2: 4 claims, 2 rejected
-    answers = {"p1": [{"sample": 0, "response": "a b", "score": 0, "claims": 2},
-                      {"sample": 1, "response": "a b c d", "score": -1, "claims": 4},
-                      {"sample": 2, "response": "a b c e", "score": -2, "claims": 4}]}
-    prompts = {"p1": {"image_bytes": b"png", "question": "Describe."}}
-    every = build_pairs(answers, prompts, max_per_prompt=3, seed=0, balance=False)
-    assert [row["id"] for row in every] == ["p1:0>1", "p1:0>2", "p1:1>2"]
-    kept = build_pairs(answers, prompts, max_per_prompt=3, seed=0, balance=False, keep_true_claims=True)
-    assert [row["id"] for row in kept] == ["p1:0>2", "p1:1>2"]  # 2 true claims vs 3 is dropped; 2 vs 2 is kept
