@@ -53,8 +53,9 @@ class ZooRecipe:
     seed: int = 0
     prior: float = 0.6
     policy_steps: int = 3500
-    labeler_steps: int = 3000  # fine-tuned from the policy: a captioner's eyes, then clean yes/no checks
+    labeler_steps: int = 6000  # fine-tuned from the policy: a captioner's eyes, then clean yes/no checks
     labeler_validate_every: int = 250  # the labeler keeps its best weights on validation claim questions
+    labeler_attribute_share: float = 0.6  # size and position checks in the labeler's corpus (docs/recipe.md)
     batch_size: int = 32
     lr: float = 1e-3
     hidden: int = 128
@@ -64,12 +65,14 @@ class ZooRecipe:
     policy_version: int = 5
     labeler_version: int = 8
 
-    def key(self, kind: str) -> str:
-        """Hash of the fields that shape one model; the labeler starts from the policy, so it hashes both."""
+    def fields(self, kind: str) -> dict:
+        """The fields that shape one model (its recipe stamp); the labeler starts from the policy, so it has both."""
         fields = dataclasses.asdict(self)
-        if kind == "policy":
-            fields = {k: v for k, v in fields.items() if not k.startswith("labeler")}
-        return hashlib.sha256(json.dumps({"kind": kind, **fields}, sort_keys=True).encode()).hexdigest()[:12]
+        return {k: v for k, v in fields.items() if kind != "policy" or not k.startswith("labeler")}
+
+    def key(self, kind: str) -> str:
+        """Hash of ``fields(kind)``: recipes that differ only in the labeler share one policy."""
+        return hashlib.sha256(json.dumps({"kind": kind, **self.fields(kind)}, sort_keys=True).encode()).hexdigest()[:12]
 
 
 FULL = ZooRecipe()
@@ -196,7 +199,8 @@ def train(kind: str, recipe: ZooRecipe, out: Path, init: Path | None = None, log
 
         model = LlavaForConditionalGeneration.from_pretrained(init, dtype=torch.float32)
     steps = recipe.policy_steps if kind == "policy" else recipe.labeler_steps
-    example = world.policy_example if kind == "policy" else world.labeler_example
+    example = world.policy_example if kind == "policy" else (
+        lambda index: world.labeler_example(index, recipe.labeler_attribute_share))
     optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=0.01)
     warmup = max(1, min(100, steps // 10))
     def decay(s):  # cosine: both models settle instead of ending mid-plateau, whichever machine trains them
@@ -266,15 +270,14 @@ def build_zoo(recipe: ZooRecipe = FULL, cache: Path = CACHE, shipped: Path | Non
     from it. Each trains in its own process on every core, so the caller's threads and memory stay as they
     were. ``shipped=None`` ignores the shipped copies (a rebuild)."""
     paths = {kind: cache / "zoo" / f"{kind}-{recipe.key(kind)}" for kind in ("policy", "labeler")}
-    stamp = dataclasses.asdict(recipe)
     context = multiprocessing.get_context("spawn")
     started = time.time()
     for kind, path in paths.items():
         if (path / "_SUCCESS").exists():
             if (path / MANIFEST).exists():  # caches written before manifests existed are trusted as they are
-                verify(path, stamp)
+                verify(path, recipe.fields(kind))
             continue
-        if shipped is not None and install_shipped(path.name, stamp, path, shipped):
+        if shipped is not None and install_shipped(path.name, recipe.fields(kind), path, shipped):
             continue
         start = time.time()
         print(f"[zoo] building the {kind} ({recipe})", flush=True)
@@ -286,7 +289,7 @@ def build_zoo(recipe: ZooRecipe = FULL, cache: Path = CACHE, shipped: Path | Non
         worker.join()
         if worker.exitcode != 0:
             raise RuntimeError(f"zoo build failed for the {kind} (exit code {worker.exitcode}; see the log above)")
-        (tmp / "recipe.json").write_text(json.dumps(stamp, indent=1))
+        (tmp / "recipe.json").write_text(json.dumps(recipe.fields(kind), indent=1))
         write_manifest(tmp)
         (tmp / "_SUCCESS").write_text(f"{time.time() - start:.1f}\n")
         shutil.rmtree(path, ignore_errors=True)

@@ -47,6 +47,10 @@ def test_each_model_is_cached_by_its_own_recipe():
     assert SMALL.key("policy") == dataclasses.replace(SMALL, labeler_steps=1).key("policy")
     assert SMALL.key("labeler") != dataclasses.replace(SMALL, policy_steps=1).key("labeler")
     assert SMALL.key("labeler") != dataclasses.replace(SMALL, labeler_steps=1).key("labeler")
+    # the policy's stamp holds only its own fields: a labeler variant reuses the cached policy instead of refusing it
+    other_labeler = dataclasses.replace(SMALL, labeler_attribute_share=0.5)
+    assert other_labeler.fields("policy") == SMALL.fields("policy")
+    assert "labeler_steps" not in SMALL.fields("policy") and SMALL.fields("labeler")["labeler_steps"] == 100
 
 
 def test_small_zoo_loads_in_hf_with_vllm_weight_names(small_zoo):
