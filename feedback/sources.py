@@ -8,6 +8,10 @@ A source is a class with three members::
         losses = ("sigmoid",)              # the train.loss values its pairs make sense for
         def stages(self, cfg) -> list[Stage]: ...   # the last one is named "pairs"
 
+A built-in source also declares ``section``, its config section (a ``feedback.sections.Section``, composed by
+engine/config.py into ``feedback.<name>``), and ``shared_keys``, the prefixes of the generic feedback keys it
+reads (``("labeler", "splitter")``): those and its section bind a run, no other source's knobs do.
+
 The sequencer (engine/rounds.py) runs ``prompts``, then the source's stages in order, then ``train`` and one
 ``eval/<suite>`` per evaluation suite, with the same store, shards, completion markers and resume for every
 stage (docs/architecture.md). A stage function is
@@ -79,10 +83,15 @@ BUILT_IN = {"rlaifv": "feedback.rlaifv:RLAIFV", "seva": "feedback.seva:SeVa", "b
             "amp": "feedback.amp:AMP"}
 
 
+def source_class(spec: str):
+    """The class named by ``feedback.source`` (a built-in name or ``python:module:Class``)."""
+    return load_object("feedback.source", spec, BUILT_IN)
+
+
 def load_source(spec: str):
-    """The source named by ``feedback.source`` (a built-in name or ``python:module:Class``), instantiated."""
+    """The source named by ``feedback.source``, instantiated."""
     try:
-        source = load_object("feedback.source", spec, BUILT_IN)()
+        source = source_class(spec)()
     except TypeError as e:
         raise ValueError(f"feedback.source: cannot load {spec!r} ({e})") from None
     for member in ("name", "losses", "stages"):

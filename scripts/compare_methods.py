@@ -106,11 +106,11 @@ def main(argv=None) -> int:
               method_table(results)]
     if steps:
         sweep = {}
-        default_step = load_config(ROOT / "configs/shapes-seva.yaml", budget).feedback.seva_noise_step
+        default_step = load_config(ROOT / "configs/shapes-seva.yaml", budget).feedback.seva.noise_step
         for step in steps:
             # the comparison's SeVa run already is the sweep's point at the config's own step
             run_dir = root / "seva" if step == default_step and "seva" in methods else root / f"seva-step{step}"
-            run_method("seva", run_dir, args.rounds, [*budget, f"feedback.seva_noise_step={step}"], start=root / methods[0])
+            run_method("seva", run_dir, args.rounds, [*budget, f"feedback.seva.noise_step={step}"], start=root / methods[0])
             sweep[step] = figures(run_dir, args.rounds)
         report += ["\nSeVa diffusion-noise sweep (the strength of the negative):\n", sweep_table(sweep)]
     text = "\n".join(report) + "\n"

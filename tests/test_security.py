@@ -130,7 +130,7 @@ BAD_CONFIGS = [
     (["sampling.n=four"], "sampling.n: cannot parse 'four' as int"),
     (["train.lr=fast"], "train.lr: cannot parse"),
     (["train.length_balance=maybe"], "train.length_balance: unknown key"),
-    (["feedback.length_balance=maybe"], "feedback.length_balance: cannot parse"),
+    (["feedback.rlaifv.length_balance=maybe"], "feedback.rlaifv.length_balance: cannot parse"),
     (["sampling.n=0"], "sampling.n: must be >= 1"),
     (["run.rounds=-1"], "run.rounds: must be >= 1"),
     (["sampling.temperature=-0.5"], "sampling.temperature: must be in [0, 5]"),
