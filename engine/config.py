@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from feedback.labelers import LabelerKeys
 from feedback.sections import NonNegative, Positive, Section
@@ -110,24 +110,6 @@ class FeedbackKeys(LabelerKeys):
     splitter_max_tokens: Annotated[int, Field(ge=16)] = 512
     injector: Literal["rule", "llm"] = "rule"
     injector_model: str = "smollm2"  # the text LLM of injector=llm
-
-    @model_validator(mode="before")
-    @classmethod
-    def _nest_flat_source_keys(cls, data):
-        if not isinstance(data, dict):
-            return data
-        data = dict(data)
-        for old in [key for key in data if key in FLAT_SOURCE_KEYS]:
-            name, key = FLAT_SOURCE_KEYS[old]
-            section = data.get(name) or {}
-            if not isinstance(section, dict):
-                continue  # the section itself is refused, naming it
-            section = dict(section)
-            if key in section:
-                raise ValueError(f"{old}: also given as feedback.{name}.{key}; keep only the latter")
-            section[key] = data.pop(old)
-            data[name] = section
-        return data
 
 
 FeedbackConfig = create_model(
@@ -287,6 +269,20 @@ def _range(owner: type[Section], name: str, kind: str) -> str:
     return "a finite number"
 
 
+def _nest_flat_source_keys(feedback: dict) -> dict:
+    """``feedback`` with an older config's flat source keys (``bpo_noise_step``) moved into their sections."""
+    feedback = dict(feedback)
+    for old in [key for key in feedback if key in FLAT_SOURCE_KEYS]:
+        name, key = FLAT_SOURCE_KEYS[old]
+        section = feedback.get(name) or {}
+        if not isinstance(section, dict):
+            break  # the section itself is refused, naming it
+        if key in section:
+            raise ConfigError(f"feedback.{old}: also given as feedback.{name}.{key}; keep only the latter")
+        feedback[name] = {**section, key: feedback.pop(old)}
+    return feedback
+
+
 def _build(data: dict) -> Config:
     """A Config from ``{section: {key: value}}``, every error translated to one ``key: why`` message."""
     for section, values in data.items():
@@ -294,6 +290,8 @@ def _build(data: dict) -> Config:
             raise ConfigError(f"{section}: unknown section (sections: {', '.join(SECTIONS)})")
         if not isinstance(values, dict):
             raise ConfigError(f"{section}: expected a mapping of keys, got {values!r}")
+    if "feedback" in data:
+        data = {**data, "feedback": _nest_flat_source_keys(data["feedback"])}
     sections = {}
     for name, values in data.items():
         try:
