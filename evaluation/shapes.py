@@ -22,6 +22,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw, UnidentifiedImageError
 
 from evaluation.hallucination import InputError, ObjectVocabulary, cooccurrence_stats
+from evaluation.seeds import hash_seed
 
 COLORS = ("red", "green", "blue", "yellow")
 SHAPES = ("circle", "square", "triangle", "diamond")
@@ -99,7 +100,7 @@ class Scene:
 
 
 def _rng(*parts) -> random.Random:
-    return random.Random(zlib.crc32(json.dumps(parts).encode()))
+    return random.Random(hash_seed(*parts))
 
 
 def _random_object(rng: random.Random, cell: int) -> Obj:
@@ -171,7 +172,7 @@ class ShapesWorld:
 
         Absent objects are drawn at random, not hard: trained on hard negatives from the start the labeler sat
         at chance for 1000 steps (57% on hard held-out questions); on random ones it leaves the yes/no plateau
-        within ~300 steps and then answers the hard held-out questions too (DESIGN.md §3). Size and position
+        within ~300 steps and then answers the hard held-out questions too. Size and position
         checks are 40% of the corpus: at 10% the labeler got 60-65% of the policy's own such claims right.
         """
         scene = self.scene("train", index)

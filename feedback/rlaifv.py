@@ -1,8 +1,9 @@
 """RLAIF-V as a preference source: sample -> split -> verify -> pairs.
 
-The functions are pure over tables (lists of row dicts). Model calls arrive as handles from the engine:
-``generate(items, seeds)`` samples n answers per (image, question), ``labeler(images, questions, metadata)``
-returns p_yes per question, ``complete(prompts)`` is the LLM splitter's text model. Nothing here knows about
+The functions are pure over tables (lists of row dicts). Model calls arrive as the handles of
+feedback/sources.py: ``generate(items, *, n, temperature, seeds=...)`` samples n answers per (image,
+question), ``labeler(images, questions, metadata)`` returns p_yes per question, ``complete(prompts,
+max_tokens=256)`` is the LLM splitter's text model. Nothing here knows about
 Ray or vLLM. Seeds are derived from (run seed, round, stage, prompt id), so a stage redone after a crash, in
 any sharding, produces the same rows. ``split_stage`` and ``verify_stage`` are reused by AMP.
 """

@@ -23,15 +23,15 @@ model callable named by ``uses``; the engine builds it (no Ray or vLLM here):
   (image, question) items; ``policy`` None is the current policy, an int j round j's policy (0 = the
   starting one), a str another model (a path or hub id).
 - ``labeler``: ``labeler(images, questions, metadata) -> p_yes`` (feedback/labelers.py).
-- ``text``: ``complete(prompts) -> completions`` from the text model named by the stage's ``model``.
+- ``text``: ``complete(prompts, max_tokens=256) -> completions`` from the text model named by the stage's
+  ``model``.
 """
 from __future__ import annotations
 
-import json
-import zlib
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from evaluation.seeds import hash_seed
 from feedback.plugins import load_object
 
 ENGINE_STAGES = ("prompts", "train", "eval", "policy")
@@ -40,7 +40,7 @@ HANDLES = ("", "policy", "labeler", "text")
 
 def derive_seed(*parts) -> int:
     """A seed from (run seed, round, stage, prompt id, ...): the same rows however a stage is sharded or resumed."""
-    return zlib.crc32(json.dumps(parts).encode()) & 0x7FFFFFFF
+    return hash_seed(*parts) & 0x7FFFFFFF  # 31 bits: vLLM's and torch's seeds
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT))  # this checkout's package, whatever the environment has installed
 
 from engine.config import load_config  # noqa: E402  (the repository root is on the path only from here)
 from evaluation.layout import RunLayout, eval_stage  # noqa: E402

@@ -30,7 +30,7 @@ from pathlib import Path
 import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT))  # this checkout's package, whatever the environment has installed
 
 from engine.processes import stop_session  # noqa: E402  (after the path line, so the script runs from anywhere)
 from engine.store import RunStore  # noqa: E402
