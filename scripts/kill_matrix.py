@@ -80,9 +80,7 @@ def command(run_dir: Path, extra: list[str] = ()) -> list[str]:
 def environment(fault: str = "") -> dict:
     env = {k: v for k, v in os.environ.items() if k != "CANDOR_FAULT"}
     # PYTHONPATH: Ray's workers import this checkout's modules too, whatever the venv has installed.
-    # RAY_raylet_start_wait_time_s: on a loaded machine (2 cores shared with other runs) the raylet took over
-    # Ray's 60 s default to register, and a rerun died in ray.init before its first stage.
-    env.update(RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0", VLLM_LOGGING_LEVEL="ERROR", RAY_raylet_start_wait_time_s="300",
+    env.update(RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0", VLLM_LOGGING_LEVEL="ERROR",
                PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p))
     if fault:
         env["CANDOR_FAULT"] = fault
