@@ -60,12 +60,6 @@ def count_tokens(tokenizer, texts) -> int:
     return sum(len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts)
 
 
-def chat_prompt(processor, question: str) -> str:
-    """The chat prompt the engine builds for one image and question (for the HF baselines)."""
-    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
-    return processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-
-
 def ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a is not None and b else None
 

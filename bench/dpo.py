@@ -30,8 +30,8 @@ def make_pairs(ctx: Context):
     if not rounds.store.has_shard(1, "pairs", 0):
         by_id = {p["id"]: p for p in ctx.prompt_rows()}
         verified = rlaifv.verify_claims(rlaifv.split_answers(ctx.samples()), by_id, OracleLabeler(), "oracle")
-        f = ctx.cfg.feedback
-        pairs = rlaifv.make_pairs(verified, by_id, f.max_pairs_per_prompt, ctx.cfg.run.seed, f.length_balance, 1)
+        r = ctx.cfg.feedback.rlaifv
+        pairs = rlaifv.make_pairs(verified, by_id, r.max_pairs_per_prompt, ctx.cfg.run.seed, r.length_balance, 1)
         rounds.store.write_shard(1, "pairs", 0, pairs, pairs_schema())
     return rounds.store.stage_dir(1, "pairs")
 

@@ -12,9 +12,10 @@ import os
 
 import ray
 
-from bench.common import Context, Timer, chat_prompt, ratio
+from bench.common import Context, Timer, ratio
 from bench.report import Section
 from bench.sampling import set_torch_threads, warm_items
+from engine.generation import chat_prompt
 
 
 def candor_labeler_stage(ctx: Context) -> tuple[float, float, list[dict]]:

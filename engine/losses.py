@@ -1,4 +1,4 @@
-"""Candor's own preference losses: pure torch functions on summed response log-probs (DESIGN.md §1).
+"""Candor's own preference losses: pure torch functions on summed response log-probs.
 
 Every function takes, per pair row, the policy's and the reference's log-probabilities of the chosen and the
 rejected answer, each **summed over response tokens**, and returns a scalar loss. With

@@ -1,7 +1,7 @@
 """The models a round's stages call, held by actor groups of an executor, and given to stages as handles.
 
 The samplers (the base policy in vLLM, serving any round's adapter) live for the whole run; the labelers
-and other policies named by a stage (AMP's ``feedback.amp_models``) live until the train stage frees
+and other policies named by a stage (AMP's ``feedback.amp.models``) live until the train stage frees
 their memory; a text model lives only for its stage. A handle is a plain callable (feedback/sources.py
 lists each kind), one per actor, so a sharded stage runs one shard per actor at a time.
 """

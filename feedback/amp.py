@@ -1,13 +1,13 @@
-"""AMP (DESIGN.md §1.4) as a preference source: sample -> split -> verify -> pairs, trained with MDPO.
+"""AMP as a preference source: sample -> split -> verify -> pairs, trained with MDPO.
 
-Each prompt gets K ranked answers (``feedback.amp_levels``, default 4), one per *level*:
+Each prompt gets K ranked answers (``feedback.amp.levels``, default 4), one per *level*:
 
 - incremental generation (the default): round k answers greedily with the policies of rounds k-1, k-2, ...
   and the starting policy (round 0), best assumed first, since each round's policy was trained further.
   When fewer than K checkpoints exist (round 1 has only the starting policy), the remaining levels are
   filled by sampling the current policy at rising temperatures (``sampling.temperature`` x 1, 1.5, 2, ...),
   placed after the checkpoints: hotter sampling is assumed to hallucinate more.
-- ``feedback.amp_models``: K models (paths or hub ids) listed best first, each answering greedily.
+- ``feedback.amp.models``: K models (paths or hub ids) listed best first, each answering greedily.
 
 The assumed order is then checked: RLAIF-V's split and verify stages score every answer, S = -(rejected
 claims), and the levels are re-ranked by S (ties keep the level order). Identical answers count once (the
@@ -17,10 +17,14 @@ ranks, for ``train.loss=mdpo`` (or plain DPO on every pair with ``sigmoid``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
+
+from pydantic import Field, model_validator
 
 from feedback.inputs import decode_image
 from feedback.pairs import pairs_schema, preference_row
-from feedback.rlaifv import claim_check_stages, verify_summary
+from feedback.rlaifv import CLAIM_CHECK_KEYS, claim_check_stages, verify_summary
+from feedback.sections import Section
 from feedback.sources import RoundContext, Stage
 
 
@@ -48,7 +52,7 @@ def sample_stage(ctx: RoundContext, generate, prompts: list[dict]) -> list[dict]
     f, s = ctx.cfg.feedback, ctx.cfg.sampling
     items = [(decode_image(p["image_bytes"]), p["question"]) for p in prompts]
     rows = []
-    for index, level in enumerate(levels(ctx.round, f.amp_levels, f.amp_models, s.temperature)):
+    for index, level in enumerate(levels(ctx.round, f.amp.levels, f.amp.models, s.temperature)):
         seeds = [ctx.seed("sample", p["id"], index) for p in prompts] if level.temperature > 0 else None
         answers = generate(items, n=1, temperature=level.temperature, seeds=seeds, policy=level.policy) if items else []
         rows += [{"prompt_id": p["id"], "sample": index, "level": level.label, "response": texts[0]}
@@ -92,10 +96,25 @@ def pairs_stage(ctx: RoundContext, _, prompts: list[dict]) -> tuple[list[dict], 
     return pairs, {**info, **verify_summary(verified)}
 
 
+class AMPSection(Section):
+    """feedback.amp: ``levels`` ranked answers per prompt, from earlier rounds' checkpoints or from ``models``
+    (one per level, best first)."""
+    levels: Annotated[int, Field(ge=2)] = 4  # AMP ranks at least 2 levels
+    models: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _one_model_per_level(self):
+        if self.models and len(self.models) != self.levels:
+            raise ValueError(f"models: lists {len(self.models)} models but feedback.amp.levels is {self.levels}")
+        return self
+
+
 class AMP:
     """Multi-level preferences from earlier checkpoints (or several models), re-ranked by claim checks."""
     name = "amp"
     losses = ("mdpo", "sigmoid")
+    section = AMPSection
+    shared_keys = CLAIM_CHECK_KEYS
 
     def stages(self, cfg) -> list[Stage]:
         return [Stage("sample", sample_stage, uses="policy", sharded=True), *claim_check_stages(cfg),

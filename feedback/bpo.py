@@ -1,10 +1,10 @@
-"""BPO (DESIGN.md §1.3) as a preference source: sample -> inject -> pairs, no labeler.
+"""BPO as a preference source: sample -> inject -> pairs, no labeler.
 
 Positives are the prompts' reference answers (the ``reference`` column: ShapesWorld's captions or a user
 dataset's annotations). Negatives show the policy's language prior in two ways:
 
-- ``sample``, image weakening: the policy answers an image noised to ``bpo_noise_step`` (~900 of 1000,
-  little of the image is left) at ``bpo_temperature``; what it says then comes from the prior.
+- ``sample``, image weakening: the policy answers an image noised to ``feedback.bpo.noise_step`` (~900 of 1000,
+  little of the image is left) at ``feedback.bpo.temperature``; what it says then comes from the prior.
 - ``inject``, error injection: the reference rewritten with wrong details that still read plausibly. The
   rule injector (the CPU default) edits ShapesWorld's grammar: it swaps a colour, a shape, a size or a
   position, adds an object (the language prior's partner of one in the image when it is absent) or drops
@@ -13,13 +13,16 @@ dataset's annotations). Negatives show the policy's language prior in two ways:
   changed. The LLM injector asks a text model (``feedback.injector_model``) for the same kinds of edit.
 
 Each prompt's rows form one group: the reference against each negative (negatives are never paired with
-each other); negatives identical to the reference, repeated, or longer than ``bpo_max_length_ratio`` times
+each other); negatives identical to the reference, repeated, or longer than ``bpo.max_length_ratio`` times
 the reference are dropped and counted. Prompts without a reference are skipped.
 """
 from __future__ import annotations
 
 import random
 import re
+from typing import Annotated
+
+from pydantic import Field, model_validator
 
 from evaluation.shapes import COLORS, OBJECTS, POSITIONS, SHAPES, SIZES, Obj, describe, partner
 from feedback.augment import diffusion_noise
@@ -27,6 +30,7 @@ from feedback.claims import in_shapes_grammar, sentences
 from feedback.inject import english_inject
 from feedback.inputs import decode_image
 from feedback.pairs import contrast_groups, pairs_schema
+from feedback.sections import DiffusionStep, NonNegative, Section
 from feedback.sources import RoundContext, Stage
 
 EDITS = ("color", "shape", "size", "position", "add", "drop")
@@ -144,37 +148,37 @@ def llm_inject(references: list[str], count: int, seeds: list[int], complete) ->
 
 # ---- the stages ---------------------------------------------------------------------------------------
 def weaken_stage(ctx: RoundContext, generate, prompts: list[dict]) -> list[dict]:
-    """The policy's answers on heavily noised images (``bpo_weakened`` per prompt)."""
-    f = ctx.cfg.feedback
+    """The policy's answers on heavily noised images (``bpo.weakened`` per prompt)."""
+    f = ctx.cfg.feedback.bpo
     prompts = [p for p in prompts if p.get("reference")]
-    items = [(diffusion_noise(decode_image(p["image_bytes"]), f.bpo_noise_step, ctx.seed("weaken", p["id"])),
+    items = [(diffusion_noise(decode_image(p["image_bytes"]), f.noise_step, ctx.seed("weaken", p["id"])),
               p["question"]) for p in prompts]
-    answers = generate(items, n=f.bpo_weakened, temperature=f.bpo_temperature,
+    answers = generate(items, n=f.weakened, temperature=f.temperature,
                        seeds=[ctx.seed("sample", p["id"]) for p in prompts]) if items else []
     return [{"prompt_id": p["id"], "kind": "weakened", "response": text} for p, texts in zip(prompts, answers) for text in texts]
 
 
 def inject_stage(ctx: RoundContext, complete, prompts: list[dict]) -> tuple[list[dict], dict]:
-    """Error-injected references (``bpo_injected`` per prompt); ``complete`` is the LLM injector's model."""
+    """Error-injected references (``bpo.injected`` per prompt); ``complete`` is the LLM injector's model."""
     f = ctx.cfg.feedback
     prompts = [p for p in prompts if p.get("reference")]
     seeds = [ctx.seed("inject", p["id"]) for p in prompts]
     if complete is None:
-        rewrites = [rule_inject(p["reference"], f.bpo_injected, seed) for p, seed in zip(prompts, seeds)]
+        rewrites = [rule_inject(p["reference"], f.bpo.injected, seed) for p, seed in zip(prompts, seeds)]
     else:
-        rewrites = llm_inject([p["reference"] for p in prompts], f.bpo_injected, seeds, complete)
+        rewrites = llm_inject([p["reference"] for p in prompts], f.bpo.injected, seeds, complete)
     rows = [{"prompt_id": p["id"], "kind": "injected", "response": text} for p, texts in zip(prompts, rewrites) for text in texts]
     return rows, {"injector": f.injector}
 
 
 def pairs_stage(ctx: RoundContext, _, prompts: list[dict]) -> tuple[list[dict], dict]:
-    f = ctx.cfg.feedback
+    f = ctx.cfg.feedback.bpo
     references = {p["id"]: p["reference"] for p in prompts if p.get("reference")}
     negatives: dict[str, list[str]] = {}
     too_long = 0
-    for stage in [name for name, count in (("sample", f.bpo_weakened), ("inject", f.bpo_injected)) if count]:
+    for stage in [name for name, count in (("sample", f.weakened), ("inject", f.injected)) if count]:
         for row in ctx.read(stage):
-            limit = f.bpo_max_length_ratio * max(1, len(references[row["prompt_id"]].split()))
+            limit = f.max_length_ratio * max(1, len(references[row["prompt_id"]].split()))
             if len(row["response"].split()) > limit:
                 too_long += 1
             else:
@@ -183,15 +187,34 @@ def pairs_stage(ctx: RoundContext, _, prompts: list[dict]) -> tuple[list[dict], 
     return pairs, {**info, "too_long_dropped": too_long, "no_reference": len(prompts) - len(references)}
 
 
+class BPOSection(Section):
+    """feedback.bpo: ``weakened`` answers per prompt on an image noised to ``noise_step`` of 1000, sampled at
+    ``temperature``; ``injected`` error-injected references (by ``feedback.injector``); negatives over
+    ``max_length_ratio`` times the reference's length are dropped."""
+    noise_step: DiffusionStep = 900
+    temperature: Annotated[float, Field(ge=0, le=5)] = 0.2
+    weakened: NonNegative = 1
+    injected: NonNegative = 2
+    max_length_ratio: Annotated[float, Field(gt=0)] = 2.0
+
+    @model_validator(mode="after")
+    def _some_negative(self):
+        if self.weakened + self.injected < 1:
+            raise ValueError("weakened: weakened + injected must be >= 1 (at least one negative per prompt)")
+        return self
+
+
 class BPO:
     """Bootstrapped preferences: the annotation over answers that expose the language prior."""
     name = "bpo"
     losses = ("sigmoid", "infonce")
+    section = BPOSection
+    shared_keys = ("injector",)  # the generic feedback.injector* keys
 
     def stages(self, cfg) -> list[Stage]:
         f = cfg.feedback
         llm = f.injector == "llm"
-        stages = [Stage("sample", weaken_stage, uses="policy", sharded=True)] if f.bpo_weakened else []
-        if f.bpo_injected:
+        stages = [Stage("sample", weaken_stage, uses="policy", sharded=True)] if f.bpo.weakened else []
+        if f.bpo.injected:
             stages.append(Stage("inject", inject_stage, uses="text" if llm else "", model=f.injector_model if llm else ""))
         return stages + [Stage("pairs", pairs_stage, schema=pairs_schema)]

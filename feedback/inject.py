@@ -1,5 +1,5 @@
 """BPO's rule-based error injection for general English: a reference answer rewritten with one wrong detail
-that still reads plausibly (DESIGN.md §1.3), from a vocabulary of objects that co-occur.
+that still reads plausibly (as BPO's paper does), from a vocabulary of objects that co-occur.
 
 Four kinds of edit, in a seeded order: ``object`` swaps a named object for one that shares a scene with it
 and is not named yet (a fork becomes a spoon: the language prior's kind of error), ``color`` changes a

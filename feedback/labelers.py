@@ -16,11 +16,31 @@ from __future__ import annotations
 import math
 from typing import Callable, Protocol
 
+from pydantic import model_validator
+
 from evaluation.shapes import oracle_answer
 from feedback.plugins import load_object
+from feedback.sections import Section
 
 YesNoHandle = Callable[[list[tuple]], list[tuple[float, float]]]
 QUESTION_SUFFIX = " Please answer yes or no."
+
+
+BUILT_IN = ("vlm", "self", "oracle")  # vlm and self are served by the engine (engine/models.py)
+
+
+class LabelerKeys(Section):
+    """The labeler's keys, shared by the sources that check claims (RLAIF-V, AMP), so they sit in ``feedback``
+    itself: ``labeler`` (vlm | self | oracle | python:module:Class) and ``labeler_model``, the model it is
+    built with (``zoo``, a folder or a hub id; a plug-in receives it as it is written)."""
+    labeler: str = "vlm"
+    labeler_model: str = "zoo"
+
+    @model_validator(mode="after")
+    def _known_labeler(self):
+        if self.labeler not in BUILT_IN and not self.labeler.startswith("python:"):
+            raise ValueError(f"labeler: expected {' | '.join(BUILT_IN)} | python:module:Class, got {self.labeler!r}")
+        return self
 
 
 class Labeler(Protocol):

@@ -1,6 +1,6 @@
 """Score and pair: S(y) = -(rejected claims); pairs with a margin, a per-prompt cap, and length balancing.
 
-Exactly RLAIF-V's recipe (DESIGN.md §1.1 steps 4-5). Pairs of every source come out through
+Exactly RLAIF-V's recipe (its steps 4-5: score answers by rejected claims, pair by score). Pairs of every source come out through
 ``preference_row`` in TRL's conversational DPO format (``images``, ``prompt``, ``chosen``, ``rejected``) so
 a round's pairs folder trains as is, plus Candor's columns: ids, scores, ``source``, and ``group`` /
 ``chosen_rank`` / ``rejected_rank`` (rows of one ranking or one chosen-vs-k-rejected set share a group;
@@ -9,9 +9,9 @@ rank 0 is the group's best answer) for the multi-answer losses.
 from __future__ import annotations
 
 import itertools
-import json
 import random
-import zlib
+
+from evaluation.seeds import hash_seed
 
 
 def answer_score(p_yes: list[float], negated: list[bool]) -> int:
@@ -32,7 +32,7 @@ def cap_pairs(pairs: list, limit: int, seed: int, key: str) -> list:
     """At most ``limit`` pairs of one prompt, drawn at random with a seed derived from the prompt."""
     if len(pairs) <= limit:
         return list(pairs)
-    rng = random.Random(zlib.crc32(json.dumps([seed, key]).encode()))
+    rng = random.Random(hash_seed(seed, key))
     return sorted(rng.sample(pairs, limit))
 
 

@@ -1,8 +1,9 @@
-"""RLAIF-V (DESIGN.md §1.1) as a preference source: sample -> split -> verify -> pairs.
+"""RLAIF-V as a preference source: sample -> split -> verify -> pairs.
 
-The functions are pure over tables (lists of row dicts). Model calls arrive as handles from the engine:
-``generate(items, seeds)`` samples n answers per (image, question), ``labeler(images, questions, metadata)``
-returns p_yes per question, ``complete(prompts)`` is the LLM splitter's text model. Nothing here knows about
+The functions are pure over tables (lists of row dicts). Model calls arrive as the handles of
+feedback/sources.py: ``generate(items, *, n, temperature, seeds=...)`` samples n answers per (image,
+question), ``labeler(images, questions, metadata)`` returns p_yes per question, ``complete(prompts,
+max_tokens=256)`` is the LLM splitter's text model. Nothing here knows about
 Ray or vLLM. Seeds are derived from (run seed, round, stage, prompt id), so a stage redone after a crash, in
 any sharding, produces the same rows. ``split_stage`` and ``verify_stage`` are reused by AMP.
 """
@@ -14,6 +15,7 @@ from feedback.claims import llm_split_claims, split_claims
 from feedback.inputs import decode_image
 from feedback.labelers import checked
 from feedback.pairs import answer_score, build_pairs, pairs_schema
+from feedback.sections import Positive, Section
 from feedback.sources import RoundContext, Stage, derive_seed
 
 
@@ -97,7 +99,8 @@ def verify_stage(ctx: RoundContext, labeler, prompts: list[dict]) -> list[dict]:
 
 def pairs_stage(ctx: RoundContext, _, prompts: list[dict]) -> tuple[list[dict], dict]:
     verified, f = ctx.read("verify"), ctx.cfg.feedback
-    pairs = make_pairs(verified, ctx.prompts, f.max_pairs_per_prompt, ctx.cfg.run.seed, f.length_balance, ctx.round)
+    pairs = make_pairs(verified, ctx.prompts, f.rlaifv.max_pairs_per_prompt, ctx.cfg.run.seed, f.rlaifv.length_balance,
+                       ctx.round)
     return pairs, verify_summary(verified)
 
 
@@ -108,6 +111,10 @@ def verify_summary(verified: list[dict]) -> dict:
             "mean_score": round(sum(scores) / max(1, len(scores)), 4), "claims": sum(r["claims"] for r in verified)}
 
 
+# The generic feedback keys the claim-checking sources (RLAIF-V, AMP) read: feedback.labeler*, feedback.splitter*.
+CLAIM_CHECK_KEYS = ("labeler", "splitter")
+
+
 def claim_check_stages(cfg) -> list[Stage]:
     """split -> verify: every answer of the sample table divided into claims and checked by the labeler."""
     llm = cfg.feedback.splitter == "llm"
@@ -115,9 +122,18 @@ def claim_check_stages(cfg) -> list[Stage]:
             Stage("verify", verify_stage, uses="labeler", sharded=True)]
 
 
+class RLAIFVSection(Section):
+    """feedback.rlaifv: at most ``max_pairs_per_prompt`` pairs per prompt; ``length_balance`` keeps as many pairs
+    with a longer chosen answer as with a shorter one (feedback/pairs.py)."""
+    max_pairs_per_prompt: Positive = 2
+    length_balance: bool = True
+
+
 class RLAIFV:
-    """Deconfounded sampling, claim-level checks by a labeler, pairs by score (DESIGN.md §1.1)."""
+    """Deconfounded sampling, claim-level checks by a labeler, pairs by score."""
     name = "rlaifv"
+    section = RLAIFVSection
+    shared_keys = CLAIM_CHECK_KEYS
     losses = ("sigmoid", "infonce")  # each pair is its own group: InfoNCE with k = 1 is DPO
 
     def stages(self, cfg) -> list[Stage]:

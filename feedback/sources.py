@@ -8,6 +8,10 @@ A source is a class with three members::
         losses = ("sigmoid",)              # the train.loss values its pairs make sense for
         def stages(self, cfg) -> list[Stage]: ...   # the last one is named "pairs"
 
+A built-in source also declares ``section``, its config section (a ``feedback.sections.Section``, composed by
+engine/config.py into ``feedback.<name>``), and ``shared_keys``, the prefixes of the generic feedback keys it
+reads (``("labeler", "splitter")``): those and its section bind a run, no other source's knobs do.
+
 The sequencer (engine/rounds.py) runs ``prompts``, then the source's stages in order, then ``train`` and one
 ``eval/<suite>`` per evaluation suite, with the same store, shards, completion markers and resume for every
 stage (docs/architecture.md). A stage function is
@@ -19,15 +23,15 @@ model callable named by ``uses``; the engine builds it (no Ray or vLLM here):
   (image, question) items; ``policy`` None is the current policy, an int j round j's policy (0 = the
   starting one), a str another model (a path or hub id).
 - ``labeler``: ``labeler(images, questions, metadata) -> p_yes`` (feedback/labelers.py).
-- ``text``: ``complete(prompts) -> completions`` from the text model named by the stage's ``model``.
+- ``text``: ``complete(prompts, max_tokens=256) -> completions`` from the text model named by the stage's
+  ``model``.
 """
 from __future__ import annotations
 
-import json
-import zlib
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from evaluation.seeds import hash_seed
 from feedback.plugins import load_object
 
 ENGINE_STAGES = ("prompts", "train", "eval", "policy")
@@ -36,7 +40,7 @@ HANDLES = ("", "policy", "labeler", "text")
 
 def derive_seed(*parts) -> int:
     """A seed from (run seed, round, stage, prompt id, ...): the same rows however a stage is sharded or resumed."""
-    return zlib.crc32(json.dumps(parts).encode()) & 0x7FFFFFFF
+    return hash_seed(*parts) & 0x7FFFFFFF  # 31 bits: vLLM's and torch's seeds
 
 
 @dataclass(frozen=True)
@@ -79,10 +83,15 @@ BUILT_IN = {"rlaifv": "feedback.rlaifv:RLAIFV", "seva": "feedback.seva:SeVa", "b
             "amp": "feedback.amp:AMP"}
 
 
+def source_class(spec: str):
+    """The class named by ``feedback.source`` (a built-in name or ``python:module:Class``)."""
+    return load_object("feedback.source", spec, BUILT_IN)
+
+
 def load_source(spec: str):
-    """The source named by ``feedback.source`` (a built-in name or ``python:module:Class``), instantiated."""
+    """The source named by ``feedback.source``, instantiated."""
     try:
-        source = load_object("feedback.source", spec, BUILT_IN)()
+        source = source_class(spec)()
     except TypeError as e:
         raise ValueError(f"feedback.source: cannot load {spec!r} ({e})") from None
     for member in ("name", "losses", "stages"):

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT))  # this checkout's package, whatever the environment has installed
 
 from engine.config import load_config  # noqa: E402  (the repository root is on the path only from here)
 from evaluation.layout import RunLayout, eval_stage  # noqa: E402
@@ -119,11 +119,11 @@ def main(argv=None) -> int:
               "\nEvery round (CHAIR-i / recall / POPE F1, and the round's stage seconds):\n", rounds_table(results)]
     if steps:
         sweep = {}
-        default_step = load_config(ROOT / "configs/shapes-seva.yaml", budget).feedback.seva_noise_step
+        default_step = load_config(ROOT / "configs/shapes-seva.yaml", budget).feedback.seva.noise_step
         for step in steps:
             # the comparison's SeVa run already is the sweep's point at the config's own step
             run_dir = root / "seva" if step == default_step and "seva" in methods else root / f"seva-step{step}"
-            run_method("seva", run_dir, args.rounds, [*budget, f"feedback.seva_noise_step={step}"], start=root / methods[0])
+            run_method("seva", run_dir, args.rounds, [*budget, f"feedback.seva.noise_step={step}"], start=root / methods[0])
             sweep[step] = figures(run_dir, args.rounds)
         report += ["\nSeVa diffusion-noise sweep (the strength of the negative):\n", sweep_table(sweep)]
     text = "\n".join(report) + "\n"

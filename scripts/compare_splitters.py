@@ -12,12 +12,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
-from feedback.claims import llm_split_claims, split_claims
-from feedback.claims_gold import load_gold, score
-from feedback.llm_claims import QUESTION_MAX_TOKENS, parse_question
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # this checkout's package, whatever the environment has installed
+
+from feedback.claims import llm_split_claims, split_claims  # noqa: E402  (after the path line)
+from feedback.claims_gold import load_gold, score  # noqa: E402
+from feedback.llm_claims import QUESTION_MAX_TOKENS, parse_question  # noqa: E402
 
 GROUPS = (("dev", lambda i: i["split"] == "dev"), ("heldout", lambda i: i["split"] == "heldout"),
           ("llava", lambda i: i["style"] == "llava"), ("qwen", lambda i: i["style"] == "qwen"), ("all", lambda i: True))

@@ -10,9 +10,13 @@ language prior's doing, or *other*, a perception error). The figures behind docs
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
-from evaluation.layout import RunLayout
-from evaluation.shapes import ShapesWorld, partner
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # this checkout's package, whatever the environment has installed
+
+from evaluation.layout import RunLayout  # noqa: E402  (after the path line)
+from evaluation.shapes import ShapesWorld, partner  # noqa: E402
 
 
 def _text(message: list[dict]) -> str:

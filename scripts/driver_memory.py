@@ -27,6 +27,7 @@ import psutil
 from soak import slope  # scripts/ is on the path when a script runs
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # this checkout's package, whatever the environment has installed
 MB = 1 << 20
 LIBC = ctypes.CDLL("libc.so.6")
 
@@ -104,7 +105,6 @@ def main() -> int:
     parser.add_argument("--trim", action="store_true", help="malloc_trim(0) after each round's figures")
     parser.add_argument("iterate_args", nargs=argparse.REMAINDER, help="after --: iterate.py's arguments")
     args = parser.parse_args()
-    sys.path.insert(0, str(ROOT))
     import iterate
 
     tracemalloc.start(1)

@@ -17,10 +17,14 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import sys
 from pathlib import Path
 
-from evaluation.heldout import native_pope_questions
-from evaluation.shapes import IMAGE_SIZE, OBJECTS, ShapesWorld, describe, partner
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # this checkout's package, whatever the environment has installed
+
+from evaluation.heldout import native_pope_questions  # noqa: E402  (after the path line)
+from evaluation.shapes import IMAGE_SIZE, OBJECTS, ShapesWorld, describe, partner  # noqa: E402
 
 CAPTIONS_PER_IMAGE = 5  # as COCO
 

@@ -30,7 +30,7 @@ from pathlib import Path
 import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT))  # this checkout's package, whatever the environment has installed
 
 from engine.processes import stop_session  # noqa: E402  (after the path line, so the script runs from anywhere)
 from engine.store import RunStore  # noqa: E402
@@ -233,12 +233,17 @@ def table(results: list[dict]) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", help="folder for the runs (default: a new temporary folder)")
-    parser.add_argument("--points", nargs="*", help=f"kills to run (default all): {' '.join(k.name for k in KILLS)}")
+    parser.add_argument("--points", nargs="*", help=f"kills to run, in this order (default all): "
+                                                    f"{' '.join(k.name for k in KILLS)}")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args(argv)
     work = Path(args.work or tempfile.mkdtemp(prefix="candor-kill-matrix-"))
     work.mkdir(parents=True, exist_ok=True)
-    kills = [k for k in KILLS if not args.points or k.name in args.points]
+    by_name = {k.name: k for k in KILLS}
+    unknown = [name for name in args.points or () if name not in by_name]
+    if unknown:
+        parser.error(f"--points: unknown kill {', '.join(unknown)} (known: {' '.join(by_name)})")
+    kills = [by_name[name] for name in args.points] if args.points else KILLS
     reference = work / "reference"
     start = time.time()
     if not RunStore(reference).is_done(1, eval_stage(SUITE)):

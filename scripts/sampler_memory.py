@@ -23,6 +23,7 @@ from driver_memory import MB, malloc_mb, mapped_mb  # scripts/ is on the path wh
 from soak import slope
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # this checkout's package, whatever the environment has installed
 
 
 def main() -> int:
@@ -31,7 +32,6 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--no-mm-cache", action="store_true", help="model.mm_processor_cache_gb=0")
     args = parser.parse_args()
-    sys.path.insert(0, str(ROOT))
     from engine.actors import engine_kwargs
     from evaluation.layout import RunLayout
     from engine.config import Config

@@ -26,12 +26,12 @@ from pathlib import Path
 import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # this checkout's package, whatever the environment has installed
 SHORT = ["sampling.prompts_per_round=32", "sampling.n=4", "eval.n=50"]
 MB = 1 << 20
 
 
 def full_zoo_built() -> bool:
-    sys.path.insert(0, str(ROOT))
     from engine.zoo import CACHE, FULL
 
     return all((CACHE / "zoo" / f"{kind}-{FULL.key(kind)}" / "_SUCCESS").exists() for kind in ("policy", "labeler"))
@@ -122,7 +122,6 @@ def main(argv=None) -> int:
     parser.add_argument("overrides", nargs="*", help="more key=value overrides")
     args = parser.parse_args(argv)
     zoo = args.zoo or ("full" if full_zoo_built() else "small")
-    sys.path.insert(0, str(ROOT))
     from evaluation.layout import RunLayout, eval_stage
     run_dir = Path(args.run_dir or Path(tempfile.mkdtemp(prefix="candor-soak-")) / "run")
     cmd = [sys.executable, str(ROOT / "iterate.py"), "--config", str(ROOT / "configs/shapes-rlaifv.yaml"),

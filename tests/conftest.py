@@ -13,8 +13,7 @@ def small_zoo():
 def policy_engine(small_zoo):
     from engine.generation import VLLMEngine
 
-    # LoRA off: vLLM 0.32 CPU fails prompt_logprobs when LoRA is enabled (punica bgmv shape error); the
-    # loop tests cover adapters.
+    # LoRA off: the loop tests cover adapters.
     return VLLMEngine(str(small_zoo["policy"]), seed=0, max_model_len=256, enforce_eager=True)
 
 

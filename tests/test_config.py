@@ -1,4 +1,7 @@
+import re
+
 import pytest
+import yaml
 
 from engine.config import ConfigError, config_from_dict, load_config
 from engine.run import changed_keys, prepare_run
@@ -28,18 +31,26 @@ def test_default_config_file_loads_and_overrides_apply():
     ("train.loss=focal", "train.loss: must be one of"),
     ("train.loss=mdpo", "train.loss: 'mdpo' does not suit the pairs of feedback.source 'rlaifv'"),
     ("train.save_steps=-1", "train.save_steps: must be >= 0"),
-    ("feedback.seva_noise_step=1000", "feedback.seva_noise_step: must be a step"),
-    ("feedback.seva_augment=blur", "feedback.seva_augment: must be one of"),
-    ("feedback.seva_k=0", "feedback.seva_k: must be >= 1"),
+    ("feedback.seva.noise_step=1000", "feedback.seva.noise_step: must be in [0, 1000)"),
+    ("feedback.seva.augment=blur", "feedback.seva.augment: must be one of"),
+    ("feedback.seva.k=0", "feedback.seva.k: must be >= 1"),
+    ("feedback.seva.kk=2", "feedback.seva.kk: unknown key (known in feedback.seva: augment, noise_step, k)"),
+    ("feedback.bpo.noise_step=-1", "feedback.bpo.noise_step: must be in [0, 1000)"),
+    ("feedback.bpo.temperature=nan", "feedback.bpo.temperature: must be in [0, 5]"),
+    ("feedback.bpo.weakened=0 feedback.bpo.injected=0", "feedback.bpo.weakened: weakened + injected must be >= 1"),
+    ("feedback.bpo.weakened=true", "feedback.bpo.weakened: cannot parse"),
+    ("feedback.bpo=3", "feedback.bpo: expected model"),
+    ("feedback.rlaifv.max_pairs_per_prompt=0", "feedback.rlaifv.max_pairs_per_prompt: must be >= 1"),
     ("feedback.injector=llm feedback.injector_model=", "feedback.injector_model: the llm injector needs a model"),
-    ("feedback.amp_levels=1", "feedback.amp_levels: AMP ranks at least 2"),
-    ("feedback.amp_models=org/big,org/small", "feedback.amp_models: lists 2 models but feedback.amp_levels is 4"),
-    ("feedback.amp_models=/no/such/model", "feedback.amp_models: model path"),
+    ("feedback.amp.levels=1", "feedback.amp.levels: must be >= 2"),
+    ("feedback.amp.models=org/big,org/small", "feedback.amp.models: lists 2 models but feedback.amp.levels is 4"),
+    ("feedback.amp.levels=2 feedback.amp.models=zoo,/no/such/model", "feedback.amp.models: model path '/no/such/model'"),
+    ("feedback.bpo_noise_step=1 feedback.bpo.noise_step=2", "feedback.bpo_noise_step: also given as feedback.bpo.noise_step"),
     ("model.policy=./not/here", "model.policy: model path"),
     ("feedback.labeler_model=no-slash-name", "feedback.labeler_model: model path"),
 ])
 def test_bad_overrides_are_rejected_with_the_key(override, message):
-    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+    with pytest.raises(ConfigError, match=re.escape(message)):
         load_config("configs/shapes-rlaifv.yaml", override.split())
 
 
@@ -61,8 +72,8 @@ def test_method_configs_load_and_share_the_starting_policy_and_budget(method):
 def test_model_names_may_be_hub_ids_or_special_names_and_lists_parse():
     cfg = load_config("configs/shapes-rlaifv.yaml", [
         "model.policy=llava-hf/llava-1.5-7b-hf", "feedback.splitter=llm", "feedback.splitter_model=smollm2",
-        "feedback.source=amp", "train.loss=mdpo", "feedback.amp_levels=2", "feedback.amp_models=zoo, org/small-vlm"])
-    assert cfg.model.policy == "llava-hf/llava-1.5-7b-hf" and cfg.feedback.amp_models == ["zoo", "org/small-vlm"]
+        "feedback.source=amp", "train.loss=mdpo", "feedback.amp.levels=2", "feedback.amp.models=zoo, org/small-vlm"])
+    assert cfg.model.policy == "llava-hf/llava-1.5-7b-hf" and cfg.feedback.amp.models == ["zoo", "org/small-vlm"]
     assert config_from_dict(cfg.to_dict()) == cfg
     assert load_config("configs/shapes-rlaifv.yaml", ["feedback.source=seva", "sampling.n=1", "train.loss=infonce"])
 
@@ -134,11 +145,38 @@ def test_a_plugin_labeler_gets_its_model_name_as_it_is():
 def test_another_sources_knob_never_blocks_resuming_a_run(tmp_path):
     cfg = load_config("configs/shapes-rlaifv.yaml")
     prepare_run(cfg, tmp_path / "run")
-    bpo_knob = load_config("configs/shapes-rlaifv.yaml", ["feedback.bpo_noise_step=700", "feedback.seva_k=3"])
-    assert changed_keys(cfg, bpo_knob) == []
-    prepare_run(bpo_knob, tmp_path / "run")
-    rlaifv_knob = load_config("configs/shapes-rlaifv.yaml", ["feedback.max_pairs_per_prompt=3"])
-    assert changed_keys(cfg, rlaifv_knob) == ["feedback.max_pairs_per_prompt"]
+    other_knobs = load_config("configs/shapes-rlaifv.yaml", ["feedback.bpo.noise_step=700", "feedback.seva.k=3",
+                                                             "feedback.amp.levels=3", "feedback.injector=llm"])
+    assert changed_keys(cfg, other_knobs) == []
+    prepare_run(other_knobs, tmp_path / "run")
+    rlaifv_knob = load_config("configs/shapes-rlaifv.yaml", ["feedback.rlaifv.max_pairs_per_prompt=3"])
+    assert changed_keys(cfg, rlaifv_knob) == ["feedback.rlaifv.max_pairs_per_prompt"]
+    with pytest.raises(ConfigError, match="resuming with changed feedback.rlaifv.max_pairs_per_prompt"):
+        prepare_run(rlaifv_knob, tmp_path / "run")
+    # The generic keys a source reads bind only that source's runs: the splitter binds RLAIF-V, not BPO.
+    assert changed_keys(cfg, load_config("configs/shapes-rlaifv.yaml", ["feedback.splitter=llm"])) == ["feedback.splitter"]
+    bpo = load_config("configs/shapes-bpo.yaml")
+    assert changed_keys(bpo, load_config("configs/shapes-bpo.yaml", ["feedback.splitter=llm"])) == []
+    assert changed_keys(bpo, load_config("configs/shapes-bpo.yaml", ["feedback.bpo.noise_step=700"])) == \
+        ["feedback.bpo.noise_step"]
+
+
+def test_a_run_saved_with_the_flat_source_keys_resumes(tmp_path):
+    """Run directories made before the per-source sections saved feedback.bpo_noise_step, ... flat."""
+    cfg = load_config("configs/shapes-bpo.yaml")
+    saved = cfg.to_dict()
+    feedback = saved["feedback"]
+    flat = {"max_pairs_per_prompt": feedback["rlaifv"]["max_pairs_per_prompt"],
+            "length_balance": feedback["rlaifv"]["length_balance"]}
+    for name in ("seva", "bpo", "amp"):
+        flat.update({f"{name}_{key}": value for key, value in feedback[name].items()})
+    saved["feedback"] = {**{k: v for k, v in feedback.items() if k not in ("rlaifv", "seva", "bpo", "amp")}, **flat}
+    assert "bpo_noise_step" in saved["feedback"] and "bpo" not in saved["feedback"]
+    assert config_from_dict(saved) == cfg
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.yaml").write_text(yaml.safe_dump(saved))
+    prepare_run(cfg, tmp_path / "run")  # nothing changed: no --force needed
+    assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["feedback"]["bpo"]["noise_step"] == 900
 
 
 def test_a_mistyped_plugin_stops_iterate_before_any_stage_or_file(tmp_path, capsys):

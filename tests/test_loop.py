@@ -12,6 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from engine.processes import session_processes, stop_session
@@ -70,9 +71,25 @@ def contended_run(small_zoo, tmp_path_factory):
     second = iterate(run_dir, "run.rounds=1", check=False)
     refused_in = time.time() - start
     output = first.communicate(timeout=900)[0]
+    left_behind = processes_left_in_session(first.pid)
     assert not stop_session(first.pid)
     assert first.returncode == 0, output[-3000:]
-    return run_dir, first.pid, second, refused_in
+    return run_dir, first.pid, second, refused_in, left_behind
+
+
+def processes_left_in_session(session, grace=30):
+    """What of a finished driver's session (it and the local Ray cluster it started) is still alive after
+    ``grace`` seconds: Ray's shutdown at the driver's exit stops its processes, some a moment later."""
+    deadline = time.time() + grace
+    while session_processes(session) and time.time() < deadline:
+        time.sleep(0.5)
+    left = []
+    for process in session_processes(session):
+        try:
+            left.append(f"{process.pid} {process.name()} {' '.join(process.cmdline())[:120]}")
+        except psutil.Error:  # it ended while being listed
+            pass
+    return left
 
 
 @pytest.fixture(scope="session")
@@ -81,7 +98,7 @@ def finished_run(contended_run):
 
 
 def test_a_second_driver_on_a_running_run_directory_is_refused_at_once(contended_run):
-    run_dir, first_pid, second, refused_in = contended_run
+    run_dir, first_pid, second, refused_in, _ = contended_run
     assert second.returncode == 2 and refused_in < 60, second.stdout[-2000:] + second.stderr[-2000:]
     assert f"another driver is running on this run directory (pid {first_pid} on host" in second.stderr
     assert "[round" not in second.stdout  # it did no work
@@ -90,6 +107,12 @@ def test_a_second_driver_on_a_running_run_directory_is_refused_at_once(contended
     keys = [(r["round"], r["stage"]) for r in lines]
     assert len(keys) == len(set(keys)) and (1, "eval/shapesworld") in keys and (1, "train") in keys
     assert (run_dir / "rounds/001/policy/adapter_model.safetensors").exists()
+
+
+def test_a_normal_run_leaves_no_process_behind(contended_run):
+    """A run started by iterate.py (not job-submit) starts its own local Ray cluster; once the driver exits,
+    nothing of its session is left: no raylet, GCS, worker or renamed ray::DashboardAgent/RuntimeEnvAgent."""
+    assert contended_run[4] == []
 
 
 def test_run_directory_follows_the_contract(finished_run):

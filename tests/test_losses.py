@@ -58,7 +58,7 @@ def test_mdpo_matches_amp_reference_code_and_the_k4_normalisation():
     pc, pr, rc, rr, chosen_rank = mdpo_rows(policy, ref)
     got = losses.mdpo(pc, pr, rc, rr, chosen_rank, torch.zeros(6, dtype=torch.long), BETA)
     assert got.item() == pytest.approx(amp_reference_mdpo(policy, ref, BETA), rel=1e-12)
-    # DESIGN.md §1.4: for K = 4 the reference normalisation is mean pair loss + 0.5 * (-r(y_0)).
+    # AMP's MDPO: for K = 4 the reference normalisation is mean pair loss + 0.5 * (-r(y_0)).
     mean_pair = losses.sigmoid_dpo(pc, pr, rc, rr, BETA).item()
     assert got.item() == pytest.approx(mean_pair + 0.5 * -(policy[0] - ref[0]), rel=1e-12)
 

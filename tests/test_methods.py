@@ -81,7 +81,7 @@ def test_registry_loads_built_ins_and_plugins_and_names_bad_ones():
 
 # ---- SeVa -------------------------------------------------------------------------------------------
 def test_seva_rejects_answers_on_augmented_images_and_drops_identical_ones():
-    ctx = context(["feedback.source=seva", "feedback.seva_k=3", "feedback.seva_noise_step=600"])
+    ctx = context(["feedback.source=seva", "feedback.seva.k=3", "feedback.seva.noise_step=600"])
     policy = FakePolicy()
     samples = seva.sample_stage(ctx, policy, PROMPTS)
     assert [(r["variant"], r["augmentation"]) for r in samples[:4]] == [(0, "clean")] + [(v, "diffusion") for v in (1, 2, 3)]
@@ -133,7 +133,7 @@ def test_llm_injection_asks_the_text_model_for_different_errors():
 
 
 def test_bpo_pairs_put_the_reference_over_each_negative():
-    overrides = ["feedback.source=bpo", "feedback.bpo_weakened=2", "feedback.bpo_max_length_ratio=1.5"]
+    overrides = ["feedback.source=bpo", "feedback.bpo.weakened=2", "feedback.bpo.max_length_ratio=1.5"]
     ctx = context(overrides)
     policy = FakePolicy()
     weakened = bpo.weaken_stage(ctx, policy, PROMPTS)
@@ -213,7 +213,7 @@ def assert_round_trained(run_dir, k, source, stages):
 @pytest.fixture(scope="module")
 def seva_run(small_zoo, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("methods") / "seva"
-    run_method(run_dir, "seva", "feedback.seva_k=2", "feedback.seva_noise_step=800")
+    run_method(run_dir, "seva", "feedback.seva.k=2", "feedback.seva.noise_step=800")
     return run_dir
 
 
@@ -227,7 +227,7 @@ def test_seva_round_end_to_end(seva_run):
 def test_seva_resumes_after_sigkill_to_identical_pairs(seva_run, tmp_path):
     run_dir = tmp_path / "killed"
     # 4 shards: the kill lands mid-stage, and the pairs may not depend on sharding
-    settings = [*SMALL_RUN, "feedback.seva_k=2", "feedback.seva_noise_step=800", "sampling.shard_size=2"]
+    settings = [*SMALL_RUN, "feedback.seva.k=2", "feedback.seva.noise_step=800", "sampling.shard_size=2"]
     kill_in_first_sample_shard(run_dir, *settings, config="configs/shapes-seva.yaml")
     run_method(run_dir, "seva", *settings[len(SMALL_RUN):])
     from engine.store import RunStore
@@ -249,7 +249,7 @@ def test_bpo_round_end_to_end(small_zoo, tmp_path):
 
 def test_amp_rounds_end_to_end_with_mdpo(small_zoo, tmp_path):
     run_dir = tmp_path / "amp"
-    run_method(run_dir, "amp", "run.rounds=2", "feedback.amp_levels=3", "feedback.labeler=oracle")
+    run_method(run_dir, "amp", "run.rounds=2", "feedback.amp.levels=3", "feedback.labeler=oracle")
     assert_round_trained(run_dir, 1, "amp", ["sample", "split", "verify"])
     store = assert_round_trained(run_dir, 2, "amp", ["sample", "split", "verify"])
     levels = sorted({(r["sample"], r["level"]) for r in store.read(2, "sample")})

@@ -63,7 +63,7 @@ def test_local_ray_started_like_iterate_listens_on_loopback_only():
 
 
 def test_local_ray_with_the_documented_environment_listens_on_loopback_only():
-    """DESIGN.md §4: with RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 set before Python starts, every socket is loopback."""
+    """With RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 set before Python starts, every socket is loopback."""
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
     sockets = ray_sockets(env)
     assert len(sockets) >= 3 and [s for s in sockets if not loopback(s[1])] == []
@@ -130,7 +130,7 @@ BAD_CONFIGS = [
     (["sampling.n=four"], "sampling.n: cannot parse 'four' as int"),
     (["train.lr=fast"], "train.lr: cannot parse"),
     (["train.length_balance=maybe"], "train.length_balance: unknown key"),
-    (["feedback.length_balance=maybe"], "feedback.length_balance: cannot parse"),
+    (["feedback.rlaifv.length_balance=maybe"], "feedback.rlaifv.length_balance: cannot parse"),
     (["sampling.n=0"], "sampling.n: must be >= 1"),
     (["run.rounds=-1"], "run.rounds: must be >= 1"),
     (["sampling.temperature=-0.5"], "sampling.temperature: must be in [0, 5]"),
