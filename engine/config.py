@@ -17,11 +17,10 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from feedback.sources import load_source
 
-BEST_METRICS = ("chair_i", "chair_s", "recall", "pope_f1")
 Positive = Annotated[int, Field(ge=1)]
 NonNegative = Annotated[int, Field(ge=0)]
 DiffusionStep = Annotated[int, Field(ge=0, lt=1000)]
@@ -176,13 +175,19 @@ class TrainConfig(Section):
 
 
 class EvalConfig(Section):
-    """Evaluation after every round (and of the starting policy, round 000) by each of ``suites`` (built-in
-    ``shapesworld``, or ``python:module:function``; engine/registries.py), each into ``eval/<suite>/``;
-    ``n`` held-out ShapesWorld scenes; ``best_metric`` names the first suite's figure that picks the best
-    round in RUN/report.md (CHAIR lower, others higher)."""
+    """Evaluation after every round (and of the starting policy, round 000) by each of ``suites`` (shapesworld,
+    chair-coco, pope, amber, labeler, or ``python:module:Class``), each into ``eval/<suite>/`` and configured by
+    its own section (``eval.pope: {...}``; docs/benchmarks.md); ``n``: shapesworld's held-out scenes;
+    ``best_metric`` (``<suite>/<metric>``; a bare metric is shapesworld's, or the first suite's when shapesworld
+    does not run) picks the best round in RUN/report.md (engine/registries.py checks all of it)."""
     n: Positive = 300
-    best_metric: Literal[BEST_METRICS] = "chair_i"
+    best_metric: str = "chair_i"
     suites: list[str] = Field(default_factory=lambda: ["shapesworld"])
+    shapesworld: dict = Field(default_factory=dict)
+    chair_coco: dict = Field(default_factory=dict, validation_alias=AliasChoices("chair-coco", "chair_coco"))
+    pope: dict = Field(default_factory=dict)
+    amber: dict = Field(default_factory=dict)
+    labeler: dict = Field(default_factory=dict)
 
 
 class ResourcesConfig(Section):
@@ -342,16 +347,13 @@ def _validate(cfg: Config) -> None:
 def _check_plugins(cfg: Config) -> None:
     """Imports every plug-in the config names (source, labeler, suites), so a mistyped one fails here,
     before any stage runs, and checks that train.loss suits the source's pairs."""
-    from engine.registries import load_suite
+    from engine.registries import check_eval_config
     from feedback.plugins import load_object
 
     f = cfg.feedback
     try:
         source = load_source(f.source)
-        if len(set(cfg.eval.suites)) != len(cfg.eval.suites) or not cfg.eval.suites:
-            raise ValueError(f"eval.suites: expected one or more distinct suites, got {cfg.eval.suites!r}")
-        for suite in cfg.eval.suites:
-            load_suite(suite)
+        check_eval_config(cfg)
         if f.labeler.startswith("python:") and not callable(load_object("feedback.labeler", f.labeler, {})):
             raise ValueError(f"feedback.labeler: {f.labeler!r} is not a class")
     except ValueError as e:
@@ -384,7 +386,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Co
         values = data.setdefault(section, {})
         if not isinstance(values, dict):
             raise ConfigError(f"{section}: expected a mapping of keys, got {values!r}")
-        values[name] = value
+        sub, _, leaf = name.partition(".")  # eval.pope.n_images=50: a key of an evaluation suite's section
+        (values.setdefault(sub, {}) if leaf and isinstance(values.get(sub, {}), dict) else values)[leaf or name] = value
     return _build(data)
 
 

@@ -130,8 +130,9 @@ def check_image_paths(path: str | Path, *, image_column: str = "image", id_colum
 
 def load_prompt_rows(path: str | Path, *, image_column: str = "image", question_column: str = "question",
                      reference_column: str = "", id_column: str = "", image_root: str | Path = "",
-                     split: str = "train", start: int = 0, count: int = 0) -> list[dict]:
-    """Prompt rows from a user dataset: ``count`` rows from row ``start`` on, wrapping around (0: all).
+                     split: str = "train", start: int = 0, count: int = 0, keep=None) -> list[dict]:
+    """Prompt rows from a user dataset: ``count`` rows from row ``start`` on, wrapping around (0: all); with
+    ``keep``, only the rows whose id it accepts (their images are never read otherwise).
 
     ``reference_column`` / ``id_column`` default to ``chosen`` / ``id`` or ``idx`` when the dataset has
     them; ``image_root`` (default: the dataset's folder) is where relative image paths are looked up.
@@ -152,6 +153,9 @@ def load_prompt_rows(path: str | Path, *, image_column: str = "image", question_
         dataset = dataset.cast_column(image_column, Image(decode=False))  # keep the encoded bytes as they are
     root = Path(image_root) if image_root else (Path(path) if Path(path).is_dir() else Path(path).parent)
     indices = [(start + i) % len(dataset) for i in range(count)] if count else range(len(dataset))
+    if keep is not None:
+        ids = dataset[id_column] if id_column else None
+        indices = [i for i in indices if keep(str(ids[i]) if id_column else f"row-{i:06d}")]
     rows = []
     for index, record in zip(indices, dataset.select(indices)):
         row_id = str(record[id_column]) if id_column else f"row-{index:06d}"

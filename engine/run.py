@@ -31,13 +31,17 @@ def changed_keys(old: Config, new: Config) -> list[str]:
 
 
 def check_inputs(cfg: Config) -> None:
-    """What can be checked before the run directory is touched: a missing column or an empty dataset."""
+    """What can be checked before the run directory is touched: a missing column or an empty dataset, a file
+    an evaluation suite names that is not there."""
     if cfg.data.source == "dataset":
         from engine.prompt_data import check_image_paths, load_prompt_rows
         from engine.round_stages import dataset_options
 
         load_prompt_rows(**dataset_options(cfg), count=1)
         check_image_paths(**dataset_options(cfg))
+    from engine.registries import check_suite_files
+
+    check_suite_files(cfg)
 
 
 def prepare_run(cfg: Config, run_dir: Path, force: bool = False, resume_from: int | None = None,
@@ -140,15 +144,11 @@ def model_resolver(policy: str):
     return resolve
 
 
-def summary_table(store: RunStore, rounds: int, suite: str) -> str:
-    lines = ["| round | CHAIR-s | CHAIR-i | recall | POPE F1 | pairs | DPO reward acc |", "|---|---|---|---|---|---|---|"]
-    for k in range(rounds + 1):
-        m = store.read_json(store.eval_metrics(k, suite))
-        train = store.done_info(k, "train") if k else {}
-        acc = train.get("reward_accuracy")
-        lines.append(f"| {k} | {m['chair_s']:.1%} | {m['chair_i']:.1%} | {m['recall']:.1%} | {m['pope_f1']:.3f} | "
-                     f"{train.get('pairs', '-')} | {'-' if acc is None else f'{acc:.2f}'} |")
-    return "\n".join(lines)
+def summary_table(store: RunStore, suites: list[str]) -> str:
+    """Every evaluation suite's headline figures per round (RUN/report.md has the rest)."""
+    from evaluation.report import read_rounds, suite_tables
+
+    return "\n".join(suite_tables(read_rounds(store.root), suites, None))
 
 
 def run(cfg: Config, store: RunStore) -> None:
@@ -173,5 +173,5 @@ def run(cfg: Config, store: RunStore) -> None:
         Rounds(cfg, store, models, executor).run()
     finally:
         models.shutdown()
-    table = summary_table(store, cfg.run.rounds, cfg.eval.suites[0])
+    table = summary_table(store, cfg.eval.suites)
     print(f"\n{table}\n\n[candor] run {store.root} finished in {time.time() - start:.0f}s", flush=True)
