@@ -175,11 +175,10 @@ class TrainConfig(Section):
 
 
 class EvalConfig(Section):
-    """Evaluation after every round (and of the starting policy, round 000) by each of ``suites`` (shapesworld,
-    chair-coco, pope, amber, labeler, or ``python:module:Class``), each into ``eval/<suite>/`` and configured by
-    its own section (``eval.pope: {...}``; docs/benchmarks.md); ``n``: shapesworld's held-out scenes;
-    ``best_metric`` (``<suite>/<metric>``; a bare metric is shapesworld's, or the first suite's when shapesworld
-    does not run) picks the best round in RUN/report.md (engine/registries.py checks all of it)."""
+    """Evaluation of round 000 and every round by each of ``suites`` (shapesworld, chair-coco, pope, amber, labeler,
+    ``python:module:Class``) into ``eval/<suite>/``, each set by its section (``eval.pope: {...}``; docs/benchmarks.md);
+    ``n``: shapesworld's scenes; ``best_metric`` (``<suite>/<metric>``; a bare one is shapesworld's, else the first
+    suite's) picks the best round in RUN/report.md (engine/registries.py checks all of it)."""
     n: Positive = 300
     best_metric: str = "chair_i"
     suites: list[str] = Field(default_factory=lambda: ["shapesworld"])
@@ -322,8 +321,10 @@ def _validate(cfg: Config) -> None:
          f"must be < model.max_model_len ({cfg.model.max_model_len}): the prompt and the answer share the context"),
         ("model.max_pixels", cfg.model.max_pixels is None or cfg.model.min_pixels is None
          or cfg.model.min_pixels <= cfg.model.max_pixels, "must be >= model.min_pixels"),
-        ("data.path", cfg.data.source != "dataset" or Path(cfg.data.path).exists(),
-         f"data.source=dataset needs an existing dataset path, got {cfg.data.path!r}"),
+        ("data.source", cfg.data.source == "dataset" or cfg.model.policy == "zoo" or any(
+            (Path(cfg.model.policy) / marker).exists() for marker in ("recipe.json", "candor_arch.json")),
+         f"ShapesWorld's synthetic scenes train and judge Candor's ShapesWorld models only (the zoo, a warmed-up "
+         f"arch); {cfg.model.policy!r} would be aligned and judged on a world it never saw: set data.source=dataset"),
         ("feedback.labeler", f.labeler != "oracle" or cfg.data.source == "shapesworld",
          "the oracle knows ShapesWorld's scenes only (data.source=shapesworld)"),
         ("feedback.labeler", f.labeler in ("vlm", "self", "oracle") or f.labeler.startswith("python:"),

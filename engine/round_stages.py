@@ -40,7 +40,7 @@ def prompts_stage(cfg: Config, policy: str | None = None) -> Stage:
     def prompts(ctx: RoundContext, _, __):
         size, k = cfg.sampling.prompts_per_round, ctx.round
         if cfg.data.source == "dataset":
-            rows = load_prompt_rows(**dataset_options(cfg), start=(k - 1) * size, count=size)
+            rows = load_prompt_rows(**dataset_options(cfg), start=(k - 1) * size, count=size, seed=cfg.run.seed)
         else:
             rows = shapes_prompts(world, size, start=(k - 1) * size)
         training = [r for r in rows if not heldout(str(r["id"]))]
@@ -145,7 +145,7 @@ def run_prompt_rows(cfg: Config, keep) -> list[dict]:
     """The rows of the run's prompt data (the dataset, or every ShapesWorld prompt the rounds use) whose id
     ``keep`` accepts: the labeler suite's held-out slice."""
     if cfg.data.source == "dataset":
-        return load_prompt_rows(**dataset_options(cfg), keep=keep)
+        return load_prompt_rows(**dataset_options(cfg), keep=keep, seed=cfg.run.seed)
     world = ShapesWorld(cfg.data.world_seed, cfg.data.prior)
     return [r for r in shapes_prompts(world, cfg.run.rounds * cfg.sampling.prompts_per_round) if keep(r["id"])]
 

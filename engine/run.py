@@ -31,11 +31,14 @@ def changed_keys(old: Config, new: Config) -> list[str]:
 
 
 def check_inputs(cfg: Config) -> None:
-    """What can be checked before the run directory is touched: a missing column or an empty dataset, a file
-    an evaluation suite names that is not there."""
+    """What can be checked before the run directory is touched: a missing dataset, column or rows, a file an
+    evaluation suite names that is not there."""
     if cfg.data.source == "dataset":
         from engine.prompt_data import check_image_paths, load_prompt_rows
         from engine.round_stages import dataset_options
+
+        if not Path(cfg.data.path).exists():  # here, not at config load: a run's config.yaml reads anywhere
+            raise ConfigError(f"data.path: data.source=dataset needs an existing dataset path, got {cfg.data.path!r}")
 
         load_prompt_rows(**dataset_options(cfg), count=1)
         check_image_paths(**dataset_options(cfg))
