@@ -20,13 +20,12 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from feedback.labelers import LabelerKeys
 from feedback.sections import NonNegative, Positive, Section
 from feedback.sources import BUILT_IN, load_source, source_class
 
-BEST_METRICS = ("chair_i", "chair_s", "recall", "pope_f1")
 
 
 class ConfigError(ValueError):
@@ -145,13 +144,18 @@ class TrainConfig(Section):
 
 
 class EvalConfig(Section):
-    """Evaluation after every round (and of the starting policy, round 000) by each of ``suites`` (built-in
-    ``shapesworld``, or ``python:module:function``; engine/registries.py), each into ``eval/<suite>/``;
-    ``n`` held-out ShapesWorld scenes; ``best_metric`` names the first suite's figure that picks the best
-    round in RUN/report.md (CHAIR lower, others higher)."""
+    """Evaluation of round 000 and every round by each of ``suites`` (shapesworld, chair-coco, pope, amber, labeler,
+    ``python:module:Class``) into ``eval/<suite>/``, each set by its section (``eval.pope: {...}``; docs/benchmarks.md);
+    ``n``: shapesworld's scenes; ``best_metric`` (``<suite>/<metric>``; a bare one is shapesworld's, else the first
+    suite's) picks the best round in RUN/report.md (engine/registries.py checks all of it)."""
     n: Positive = 300
-    best_metric: Literal[BEST_METRICS] = "chair_i"
+    best_metric: str = "chair_i"
     suites: list[str] = Field(default_factory=lambda: ["shapesworld"])
+    shapesworld: dict = Field(default_factory=dict)
+    chair_coco: dict = Field(default_factory=dict, validation_alias=AliasChoices("chair-coco", "chair_coco"))
+    pope: dict = Field(default_factory=dict)
+    amber: dict = Field(default_factory=dict)
+    labeler: dict = Field(default_factory=dict)
 
 
 class ResourcesConfig(Section):
@@ -320,8 +324,10 @@ def _validate(cfg: Config) -> None:
          f"must be < model.max_model_len ({cfg.model.max_model_len}): the prompt and the answer share the context"),
         ("model.max_pixels", cfg.model.max_pixels is None or cfg.model.min_pixels is None
          or cfg.model.min_pixels <= cfg.model.max_pixels, "must be >= model.min_pixels"),
-        ("data.path", cfg.data.source != "dataset" or Path(cfg.data.path).exists(),
-         f"data.source=dataset needs an existing dataset path, got {cfg.data.path!r}"),
+        ("data.source", cfg.data.source == "dataset" or cfg.model.policy == "zoo" or any(
+            (Path(cfg.model.policy) / marker).exists() for marker in ("recipe.json", "candor_arch.json")),
+         f"ShapesWorld's synthetic scenes train and judge Candor's ShapesWorld models only (the zoo, a warmed-up "
+         f"arch); {cfg.model.policy!r} would be aligned and judged on a world it never saw: set data.source=dataset"),
         ("feedback.labeler", f.labeler != "oracle" or cfg.data.source == "shapesworld",
          "the oracle knows ShapesWorld's scenes only (data.source=shapesworld)"),
         ("feedback.splitter_model", f.splitter != "llm" or f.splitter_model, "the llm splitter needs a model path"),
@@ -336,16 +342,13 @@ def _validate(cfg: Config) -> None:
 def _check_plugins(cfg: Config) -> None:
     """Imports every plug-in the config names (source, labeler, suites), so a mistyped one fails here,
     before any stage runs, and checks that train.loss suits the source's pairs."""
-    from engine.registries import load_suite
+    from engine.registries import check_eval_config
     from feedback.plugins import load_object
 
     f = cfg.feedback
     try:
         source = load_source(f.source)
-        if len(set(cfg.eval.suites)) != len(cfg.eval.suites) or not cfg.eval.suites:
-            raise ValueError(f"eval.suites: expected one or more distinct suites, got {cfg.eval.suites!r}")
-        for suite in cfg.eval.suites:
-            load_suite(suite)
+        check_eval_config(cfg)
         if f.labeler.startswith("python:") and not callable(load_object("feedback.labeler", f.labeler, {})):
             raise ValueError(f"feedback.labeler: {f.labeler!r} is not a class")
     except ValueError as e:

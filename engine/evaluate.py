@@ -3,11 +3,14 @@
 ``python -m engine.evaluate [--small] [--seed N]`` builds (or finds) the zoo and prints both.
 ``python -m engine.evaluate --run RUN --world-seed S`` judges every round's policy of a finished run on the
 held-out scenes of another ShapesWorld world seed (a world the recipe was never tuned on).
+``python -m evaluation --model M [--adapter A] --suite S [--config C] [key=value ...]`` (evaluation/__main__.py
+hands off to :func:`checkpoint_main`) scores any checkpoint on any suite through the run's own code path.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -54,6 +57,65 @@ def evaluate_run(run: Path, world_seed: int, count: int) -> list[dict]:
         rows.append({"round": k, **{key: metrics[key] for key in ("chair_s", "chair_i", "recall", "pope_f1", "n")}})
         print(f"[eval] {run} round {k} on world {world_seed}: {format_metrics(metrics)}", flush=True)
     return rows
+
+
+def evaluate_checkpoint(cfg, suite: str, adapter: str | None = None) -> tuple[dict, list[dict]]:
+    """(metrics, rows) of ``cfg.model.policy`` (with a LoRA ``adapter`` folder, or none) on ``suite``, with the
+    config's sections, labeler and splitter, in this process: the run's eval stage calls the same
+    engine.registries.evaluate_suite with the same handles."""
+    import tempfile
+
+    from engine.executor import InProcessExecutor
+    from engine.models import Models, policy_adapter
+    from engine.registries import check_suite_files, evaluate_suite
+    from engine.round_stages import run_prompt_rows
+    from engine.run import model_resolver, resolve_models
+    from evaluation.layout import RunLayout
+
+    check_suite_files(cfg)
+    served = policy_adapter(Path(adapter)) if adapter else None
+    if adapter and served is None:
+        raise ValueError(f"--adapter: {adapter} holds no adapter_config.json (a LoRA adapter folder is needed)")
+    policy, labeler = resolve_models(cfg)
+    with tempfile.TemporaryDirectory() as scratch:
+        models = Models(cfg, InProcessExecutor(cfg), RunLayout(scratch), policy, labeler, model_resolver(policy))
+        try:
+            samplers = models.samplers()
+
+            def generate(items, *, n, temperature, max_tokens):
+                return samplers.call(0, "generate", items, n, temperature, max_tokens, None, served)
+            return evaluate_suite(cfg, models, 0, suite, generate, rows=lambda keep: run_prompt_rows(cfg, keep))
+        finally:
+            models.shutdown()
+
+
+def checkpoint_main(argv=None) -> int:
+    """``python -m evaluation``: prints the suite's figures as JSON (the run's metrics.json) and writes
+    metrics.json and responses.jsonl under ``--out`` when given."""
+    from engine.config import ConfigError, load_config
+
+    parser = argparse.ArgumentParser(prog="python -m evaluation", description="Scores one checkpoint on one "
+                                     "evaluation suite with the code a run's eval stage uses (docs/benchmarks.md).")
+    parser.add_argument("--model", required=True, help="the base model: a HF folder, a hub id, or zoo")
+    parser.add_argument("--adapter", help="a LoRA adapter folder (a run's rounds/NNN/policy); none: the base model")
+    parser.add_argument("--suite", required=True, help="shapesworld | chair-coco | pope | amber | labeler | python:...")
+    parser.add_argument("--config", help="a config (a run's config.yaml works): the suite's section, labeler, ...")
+    parser.add_argument("--out", type=Path, help="a folder for metrics.json and responses.jsonl")
+    parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. eval.pope.n_images=50")
+    args = parser.parse_args(argv)
+    try:  # the suite alone: a run's config.yaml may list others, and its best metric may name one of them
+        cfg = load_config(args.config, [*args.overrides, f"model.policy={args.model}", f"eval.suites={args.suite}",
+                                        f"eval.best_metric={args.suite}/-"])
+        metrics, rows = evaluate_checkpoint(cfg, args.suite, args.adapter)
+    except (ConfigError, ValueError) as e:
+        print(f"python -m evaluation: error: {e}", file=sys.stderr)
+        return 2
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+        (args.out / "responses.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    print(json.dumps(metrics, sort_keys=True), flush=True)
+    return 0
 
 
 def main(argv=None) -> None:

@@ -12,11 +12,14 @@ left to ``feedback.inputs.select_prompts``, which counts it as a skip. Only an i
 from __future__ import annotations
 
 import glob
+import hashlib
 import io
+import random
 from pathlib import Path
 
 REFERENCE_COLUMNS = ("chosen",)  # RLAIF-V's preferred answer is the reference when no column is named
 ID_COLUMNS = ("id", "idx")
+_ORDERS: dict[tuple, list[int]] = {}  # a dataset's shuffled distinct rows, computed once per driver process
 
 
 class PromptDataError(ValueError):
@@ -128,10 +131,30 @@ def check_image_paths(path: str | Path, *, image_column: str = "image", id_colum
             _inside_root(value, root, str(record[id_column]) if id_column else f"row-{index:06d}")
 
 
+def distinct_order(dataset, key: tuple, root: Path) -> list[int]:
+    """The indices of the dataset's distinct (image content, question) rows, first occurrence kept, shuffled
+    with the seed that ends ``key``: the RLAIF-V dataset repeats prompts under different ids, and a file's
+    order (one source dataset after another) is no order to train in."""
+    if key not in _ORDERS:
+        image_column, question_column, seed = key[2], key[3], key[-1]
+        seen, order = set(), []
+        for index, record in enumerate(dataset.select_columns([image_column, question_column])):
+            image = hashlib.sha256(image_bytes(record[image_column], root, f"row-{index:06d}")).hexdigest()
+            if (image, str(_text(record[question_column]))) not in seen:
+                seen.add((image, str(_text(record[question_column]))))
+                order.append(index)
+        random.Random(seed).shuffle(order)
+        _ORDERS[key] = order
+    return _ORDERS[key]
+
+
 def load_prompt_rows(path: str | Path, *, image_column: str = "image", question_column: str = "question",
                      reference_column: str = "", id_column: str = "", image_root: str | Path = "",
-                     split: str = "train", start: int = 0, count: int = 0) -> list[dict]:
-    """Prompt rows from a user dataset: ``count`` rows from row ``start`` on, wrapping around (0: all).
+                     split: str = "train", start: int = 0, count: int = 0, keep=None,
+                     seed: int | None = None) -> list[dict]:
+    """Prompt rows from a user dataset: ``count`` rows from row ``start`` on, wrapping around (0: all); with
+    ``keep``, only the rows whose id it accepts (their images are never read otherwise); with ``seed`` (a
+    run's seed), the rows in :func:`distinct_order` instead of the file's order.
 
     ``reference_column`` / ``id_column`` default to ``chosen`` / ``id`` or ``idx`` when the dataset has
     them; ``image_root`` (default: the dataset's folder) is where relative image paths are looked up.
@@ -151,7 +174,12 @@ def load_prompt_rows(path: str | Path, *, image_column: str = "image", question_
     if isinstance(dataset.features[image_column], Image):
         dataset = dataset.cast_column(image_column, Image(decode=False))  # keep the encoded bytes as they are
     root = Path(image_root) if image_root else (Path(path) if Path(path).is_dir() else Path(path).parent)
-    indices = [(start + i) % len(dataset) for i in range(count)] if count else range(len(dataset))
+    order = list(range(len(dataset))) if seed is None else distinct_order(
+        dataset, (str(path), split, image_column, question_column, str(root), seed), root)
+    indices = [order[(start + i) % len(order)] for i in range(count)] if count else order
+    if keep is not None:
+        ids = dataset[id_column] if id_column else None
+        indices = [i for i in indices if keep(str(ids[i]) if id_column else f"row-{i:06d}")]
     rows = []
     for index, record in zip(indices, dataset.select(indices)):
         row_id = str(record[id_column]) if id_column else f"row-{index:06d}"

@@ -17,7 +17,6 @@ from engine.models import Models
 from engine.prompt_data import load_prompt_rows
 from engine.prompt_screen import TokenScreen
 from engine.store import RunStore, fsync_dir, fsync_tree
-from evaluation.heldout import greedy_handles
 from evaluation.layout import eval_stage
 from evaluation.shapes import ShapesWorld
 from feedback.inputs import select_prompts
@@ -30,24 +29,29 @@ class NonFiniteLoss(RuntimeError):
 
 def prompts_stage(cfg: Config, policy: str | None = None) -> Stage:
     """The round's prompt rows; every row that cannot be used is a counted skip with its reason (decoding,
-    then, with ``policy``'s tokenizer, special tokens and the context budget: engine/prompt_screen.py)."""
+    then, with ``policy``'s tokenizer, special tokens and the context budget: engine/prompt_screen.py).
+    Rows the labeler suite holds out for evaluation are never training prompts (``heldout`` counts them)."""
+    from engine.registries import heldout_rule
+
     world = ShapesWorld(cfg.data.world_seed, cfg.data.prior)
     screens: list[TokenScreen | str] = []  # built on first use, once
+    heldout = heldout_rule(cfg) or (lambda _: False)
 
     def prompts(ctx: RoundContext, _, __):
         size, k = cfg.sampling.prompts_per_round, ctx.round
         if cfg.data.source == "dataset":
-            rows = load_prompt_rows(**dataset_options(cfg), start=(k - 1) * size, count=size)
+            rows = load_prompt_rows(**dataset_options(cfg), start=(k - 1) * size, count=size, seed=cfg.run.seed)
         else:
             rows = shapes_prompts(world, size, start=(k - 1) * size)
-        kept, skipped = select_prompts(rows)
+        training = [r for r in rows if not heldout(str(r["id"]))]
+        kept, skipped = select_prompts(training)
         if not screens:
             screens.append(_token_screen(cfg, policy))
         if isinstance(screens[0], TokenScreen):
             kept, refused = screens[0].screen(kept)
             skipped = {**skipped, **refused}
         notes = {} if isinstance(screens[0], TokenScreen) else {"token_screen": screens[0]}
-        return kept, {"skipped": len(skipped), "skip_reasons": skipped, **notes}
+        return kept, {"skipped": len(skipped), "skip_reasons": skipped, "heldout": len(rows) - len(training), **notes}
     return Stage("prompts", prompts)
 
 
@@ -115,19 +119,17 @@ def check_finite_loss(out_dir: Path, figures: dict, k: int) -> None:
                             f"{k - 1}'s policy stays the latest. Lower train.lr or train.beta, or check the pairs")
 
 
-def eval_stages(cfg: Config, store: RunStore) -> list[Stage]:
-    """One stage per ``eval.suites`` entry: the round's policy answers greedily, the suite scores it."""
-    from engine.registries import load_suite
+def eval_stages(cfg: Config, store: RunStore, models: Models) -> list[Stage]:
+    """One stage per ``eval.suites`` entry: the round's policy answers greedily, the suite scores it
+    (engine/registries.py gives it its handles; the labeler suite also the run's splitter and labeler)."""
+    from engine.registries import evaluate_suite
 
     stages = []
     for name in cfg.eval.suites:
-        suite = load_suite(name)
-
-        def evaluate(ctx: RoundContext, generate, _, suite=suite):
-            describe, ask = greedy_handles(
-                lambda items, n: generate(items, n=1, temperature=0.0, max_tokens=n, policy=ctx.round),
-                cfg.sampling.max_tokens)
-            metrics, rows = suite(cfg, describe, ask)
+        def evaluate(ctx: RoundContext, generate, _, name=name):
+            metrics, rows = evaluate_suite(cfg, models, ctx.round, name,
+                                           lambda items, **kw: generate(items, policy=ctx.round, **kw),
+                                           rows=lambda keep: run_prompt_rows(cfg, keep))
             return rows, metrics
 
         def save(k, rows, figures, name=name):
@@ -137,6 +139,15 @@ def eval_stages(cfg: Config, store: RunStore) -> list[Stage]:
             return [metrics, responses]
         stages.append(Stage(eval_stage(name), evaluate, uses="policy", save=save))
     return stages
+
+
+def run_prompt_rows(cfg: Config, keep) -> list[dict]:
+    """The rows of the run's prompt data (the dataset, or every ShapesWorld prompt the rounds use) whose id
+    ``keep`` accepts: the labeler suite's held-out slice."""
+    if cfg.data.source == "dataset":
+        return load_prompt_rows(**dataset_options(cfg), keep=keep, seed=cfg.run.seed)
+    world = ShapesWorld(cfg.data.world_seed, cfg.data.prior)
+    return [r for r in shapes_prompts(world, cfg.run.rounds * cfg.sampling.prompts_per_round) if keep(r["id"])]
 
 
 def dataset_options(cfg: Config) -> dict:

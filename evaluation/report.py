@@ -2,8 +2,8 @@
 
 Everything is read from the run directory's files (evaluation/layout.py), never from the engine, so a report can
 be made for any run, finished or not, on any machine: ``python -m evaluation.report RUN_DIR [METRIC]``.
-Sections: hallucination metrics per round (CHAIR-s, CHAIR-i, recall, POPE F1), pair yield and score
-margins, DPO loss and reward accuracy (per step from ``policy/candor_train.json``'s ``log_history`` when
+Sections: the best round by a suite's metric, that suite's figures per round with the pair and DPO figures,
+every evaluation suite's figures per round (a table and a plot each), pair yield and score margins, DPO loss and reward accuracy (per step from ``policy/candor_train.json``'s ``log_history`` when
 the trainer wrote it, else per round from ``train/_SUCCESS``), stage wall times, example pairs with every
 claim marked accepted or rejected, held-out answers before and after, and the best round by a metric.
 """
@@ -19,13 +19,9 @@ import yaml
 
 from evaluation.hallucination import per_answer
 from evaluation.layout import LEGACY_EVAL_SUITE, RunLayout
+from evaluation.report_plots import dpo_steps, plot_dpo, plot_pairs, plot_suite, plot_times, stage_order
 from evaluation.shapes import ShapesWorld
-
-HEADLINE = ("chair_s", "chair_i", "recall", "pope_f1")
-TITLES = {"chair_s": "CHAIR-s", "chair_i": "CHAIR-i", "recall": "recall", "pope_f1": "POPE F1"}
-# Hallucination rates fall as a policy improves; every other eval figure (recall, POPE, ...) rises.
-LOWER_IS_BETTER = frozenset({"chair_s", "chair_i"})
-
+from evaluation.suites import HEADLINE, LOWER_IS_BETTER, resolve_metric
 
 # ---- reading the run directory ----------------------------------------------------------------------------
 def _json(path: Path):
@@ -39,16 +35,17 @@ def message_text(message) -> str:
     return " ".join(c["text"] for m in message for c in m["content"] if c.get("type") == "text" and c.get("text"))
 
 
-def headline_suite(run: RunLayout) -> str:
-    """The evaluation suite the report's table and best round use: the run's first ``eval.suites``."""
+def run_suites(run: RunLayout) -> list[str]:
+    """The run's ``eval.suites`` (runs made before suites: shapesworld's eval only)."""
     config = yaml.safe_load(run.config.read_text()) if run.config.exists() else {}
-    return ((config.get("eval") or {}).get("suites") or [LEGACY_EVAL_SUITE])[0]
+    return list((config.get("eval") or {}).get("suites") or [LEGACY_EVAL_SUITE])
 
 
 def read_rounds(run_dir: str | Path) -> list[dict]:
-    """One dict per round folder: eval metrics, stage infos (``_SUCCESS``), pairs, DPO log, wall times."""
+    """One dict per round folder: every suite's eval metrics (``evals``; ``eval``: the first suite's), stage
+    infos (``_SUCCESS``), pairs, DPO log, wall times."""
     run = RunLayout(run_dir)
-    suite = headline_suite(run)
+    suites = run_suites(run)
     times: dict[int, dict] = {}
     for row in run.metrics():
         if "seconds" in row:
@@ -59,8 +56,8 @@ def read_rounds(run_dir: str | Path) -> list[dict]:
         train_json = _json(run.policy(k) / "candor_train.json") or {}
         pairs = run.read_stage(k, "pairs", ["chosen_score", "rejected_score"]) if "pairs" in stages else []
         prompts = (stages.get("prompts") or {}).get("rows")
-        evaluated = run.read_eval(k, suite)
-        rounds.append({"round": k, "eval": evaluated[0] if evaluated else None, "stages": stages,
+        evals = {suite: run.read_eval(k, suite)[0] for suite in suites if run.read_eval(k, suite)}
+        rounds.append({"round": k, "eval": evals.get(suites[0]), "evals": evals, "stages": stages,
                        "train": {**(stages.get("train") or {}), **{a: b for a, b in train_json.items() if a != "log_history"}},
                        "log_history": train_json.get("log_history") or [],
                        "pairs": len(pairs) if "pairs" in stages else None, "prompts": prompts,
@@ -69,144 +66,44 @@ def read_rounds(run_dir: str | Path) -> list[dict]:
     return rounds
 
 
+def _figures(r: dict, suite: str | None) -> dict | None:
+    return r["eval"] if suite is None else r["evals"].get(suite)
+
+
 def best_round(rounds: list[dict], metric: str = "chair_i", lower_is_better: bool | None = None) -> int | None:
-    """The evaluated round that is best by ``metric`` (the earliest on a tie); None when none is evaluated."""
-    scored = [(r["eval"][metric], r["round"]) for r in rounds if r["eval"] and metric in r["eval"]]
-    evaluated = [r for r in rounds if r["eval"]]
+    """The evaluated round that is best by ``metric`` (``suite/metric``, or a figure of the first suite),
+    the earliest on a tie; None when none is evaluated."""
+    suite, _, name = metric.rpartition("/")
+    evaluated = [(r["round"], _figures(r, suite or None)) for r in rounds if _figures(r, suite or None)]
+    scored = [(e[name], k) for k, e in evaluated if name in e]
     if evaluated and not scored:
-        raise ValueError(f"best-round metric {metric!r} is not in eval/metrics.json "
-                         f"(known: {', '.join(sorted(evaluated[0]['eval']))})")
+        raise ValueError(f"best-round metric {metric!r} is not in the eval's metrics.json "
+                         f"(known: {', '.join(sorted(evaluated[0][1]))})")
     if not scored:
         return None
-    lower = metric in LOWER_IS_BETTER if lower_is_better is None else lower_is_better
+    lower = name in LOWER_IS_BETTER if lower_is_better is None else lower_is_better
     return (min(scored, key=lambda s: (s[0], s[1])) if lower else min(scored, key=lambda s: (-s[0], s[1])))[1]
 
 
-# ---- plots ----------------------------------------------------------------------------------------------------
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only: no display on a cluster node
-    import matplotlib.pyplot as plt
-
-    return plt
+def figure(key: str, value) -> str:
+    """A figure as the report prints it: rates as percentages, F1, counts per answer and lengths as numbers."""
+    if not isinstance(value, (int, float)):
+        return "-"
+    return f"{value:.3f}" if key.endswith("f1") or "per_answer" in key or key == "mean_length" else f"{value:.1%}"
 
 
-def _by_round(*axes) -> None:
-    from matplotlib.ticker import MaxNLocator
-
-    for ax in axes:
-        ax.set_xlabel("round")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-
-
-def _plot_hallucination(rounds, out: Path) -> bool:
-    evaluated = [r for r in rounds if r["eval"]]
-    if not evaluated:
-        return False
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, 4, figsize=(14, 3.2))
-    for ax, key in zip(axes, HEADLINE):
-        ax.plot([r["round"] for r in evaluated], [r["eval"].get(key, float("nan")) for r in evaluated], "o-")
-        ax.set_title(TITLES[key] + (" (lower is better)" if key in LOWER_IS_BETTER else ""))
-        ax.grid(alpha=0.3)
-    _by_round(*axes)
-    fig.tight_layout()
-    fig.savefig(out, dpi=90)
-    plt.close(fig)
-    return True
-
-
-def _plot_pairs(rounds, out: Path) -> bool:
-    paired = [r for r in rounds if r["pairs"] is not None]
-    if not paired:
-        return False
-    plt = _pyplot()
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.2))
-    ks = [r["round"] for r in paired]
-    left.bar(ks, [r["pairs"] for r in paired], width=0.6)
-    left.set_title("pairs (label: pairs per prompt)")
-    left.margins(y=0.15)
-    for r in paired:
-        if r["prompts"]:
-            left.annotate(f"{r['pairs'] / r['prompts']:.2f}", (r["round"], r["pairs"]), ha="center", va="bottom")
-    right.boxplot([r["margins"] or [0] for r in paired], positions=ks)
-    right.set_title("score margin (chosen - rejected)")
-    _by_round(left, right)
-    fig.tight_layout()
-    fig.savefig(out, dpi=90)
-    plt.close(fig)
-    return True
-
-
-def dpo_steps(rounds) -> list[dict]:
-    """Per-step DPO rows across rounds with a global step (rounds that logged no steps are left out)."""
-    steps, offset = [], 0
-    for r in rounds:
-        rows = [h for h in r["log_history"] if "loss" in h]
-        steps += [{**h, "round": r["round"], "global_step": offset + i + 1} for i, h in enumerate(rows)]
-        offset += len(rows)
-    return steps
-
-
-def _plot_dpo(rounds, out: Path) -> bool:
-    trained = [r for r in rounds if r["train"].get("loss_last") is not None]
-    steps = dpo_steps(rounds)
-    if not trained and not steps:
-        return False
-    plt = _pyplot()
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.2))
-    if steps:
-        x = [s["global_step"] for s in steps]
-        left.plot(x, [s["loss"] for s in steps], lw=1)
-        right.plot(x, [s.get("rewards/accuracies", float("nan")) for s in steps], lw=1)
-        for before, s in zip(steps, steps[1:]):
-            if s["round"] != before["round"]:
-                for ax in (left, right):
-                    ax.axvline(s["global_step"] - 0.5, color="grey", ls=":", lw=0.8)
-        for ax in (left, right):
-            ax.set_xlabel("DPO step (dotted: a new round)")
-    else:
-        ks = [r["round"] for r in trained]
-        left.plot(ks, [r["train"]["loss_first"] for r in trained], "o--", label="first step")
-        left.plot(ks, [r["train"]["loss_last"] for r in trained], "o-", label="last step")
-        left.legend()
-        right.plot(ks, [r["train"].get("reward_accuracy") or float("nan") for r in trained], "o-")
-        _by_round(left, right)
-    left.set_title("DPO loss")
-    right.set_title("reward accuracy")
-    for ax in (left, right):
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out, dpi=90)
-    plt.close(fig)
-    return True
-
-
-def _stage_order(rounds) -> list[str]:
-    order = ["prompts", "sample", "split", "verify", "pairs", "train", "eval"]
-    extra = sorted({s for r in rounds for s in r["seconds"]} - set(order))
-    return [s for s in order + extra if any(s in r["seconds"] for r in rounds)]
-
-
-def _plot_times(rounds, out: Path) -> bool:
-    stages = _stage_order(rounds)
-    if not stages:
-        return False
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(8, 3.2))
-    bottom = [0.0] * len(rounds)
-    for stage in stages:
-        values = [r["seconds"].get(stage, 0.0) for r in rounds]
-        ax.bar([r["round"] for r in rounds], values, bottom=bottom, label=stage)
-        bottom = [b + v for b, v in zip(bottom, values)]
-    ax.set_title("stage wall time (s)")
-    _by_round(ax)
-    ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    fig.savefig(out, dpi=90)
-    plt.close(fig)
-    return True
+def suite_tables(rounds: list[dict], suites: list[str], best: int | None) -> list[str]:
+    """One table per evaluation suite: its headline figures per round (the best round starred)."""
+    lines = []
+    for suite in suites:
+        keys = HEADLINE.get(suite) or sorted({k for r in rounds for k, v in r["evals"].get(suite, {}).items()
+                                              if isinstance(v, float)})
+        lines += [f"### {suite}", "", "| round | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
+        lines += [f"| {r['round']}{' ★' if r['round'] == best else ''} | " +
+                  " | ".join(figure(key, r["evals"][suite].get(key)) for key in keys) + " |"
+                  for r in rounds if suite in r["evals"]]
+        lines.append("")
+    return lines
 
 
 # ---- user text in the report ------------------------------------------------------------------------------
@@ -268,19 +165,20 @@ def _example_pairs(run_dir: Path, rounds, count: int) -> list[str]:
     return lines
 
 
-def _before_after(run_dir: Path, rounds, best: int | None, count: int, shapes: bool) -> list[str]:
+def _before_after(run_dir: Path, suite: str, best: int | None, count: int, shapes: bool) -> list[str]:
     if best is None or best == 0 or count <= 0:
         return []
     run = RunLayout(run_dir)
-    suite = headline_suite(run)
     if run.read_eval(0, suite) is None:  # the starting policy was not evaluated (yet)
         return []
     before, after = run.read_eval(0, suite)[1], {r["id"]: r for r in run.read_eval(best, suite)[1]}
+    shapes = shapes and suite == LEGACY_EVAL_SUITE
     vocab = ShapesWorld.vocabulary() if shapes else None
-    lines = [f"## Held-out answers: round 0 and round {best}" +
+    lines = [f"## Held-out answers: round 0 and round {best}" + (f" ({suite})" if suite != LEGACY_EVAL_SUITE else "") +
              (" (hallucinated objects in brackets)" if shapes else ""), ""]
     for row in [r for r in before if r["id"] in after][:count]:
-        lines.append(f"**{escape(row['id'])}** — {escape(row['prompt'])} (truth: {escape(', '.join(row['gt_objects'])) or '-'})")
+        truth = f" (truth: {escape(', '.join(row['gt_objects'])) or '-'})" if "gt_objects" in row else ""
+        lines.append(f"**{escape(row['id'])}** — {escape(row['prompt'])}{truth}")
         for k, answer in ((0, row["response"]), (best, after[row["id"]]["response"])):
             wrong = per_answer(answer, row["gt_objects"], vocab)["hallucinated"] if shapes else []
             lines.append(f"* round {k}: {escape(answer)}" + (f" [{', '.join(wrong)}]" if wrong else ""))
@@ -300,53 +198,54 @@ def result_cells(metrics: dict, train: dict) -> str:
             f"{metrics['pope_f1']:.3f} | {train.get('pairs', '-')} | {'-' if acc is None else f'{acc:.2f}'}")
 
 
-def _percent(value) -> str:
-    return "-" if value is None else f"{value:.1%}"
-
-
 def write_report(run_dir: str | Path, metric: str = "chair_i", lower_is_better: bool | None = None,
                  examples: int = 3) -> Path:
-    """Writes ``RUN/report.md`` and its plots under ``RUN/report/``; returns the report's path."""
+    """Writes ``RUN/report.md`` and its plots under ``RUN/report/``; returns the report's path. ``metric``
+    (``suite/metric``, a bare one as ``eval.best_metric`` reads) picks the best round; the first table shows
+    that suite's figures beside the pairs and DPO figures, then every suite has its own table and plot."""
     run = Path(run_dir)
     if not RunLayout(run).is_run():
         raise FileNotFoundError(f"{run}: not a run directory (no rounds/ folder)")
-    rounds = read_rounds(run)
-    best = best_round(rounds, metric, lower_is_better)
+    rounds, suites = read_rounds(run), run_suites(RunLayout(run))
+    suite, name = resolve_metric(metric, suites)
+    best = best_round(rounds, f"{suite}/{name}", lower_is_better)
     config = yaml.safe_load((run / "config.yaml").read_text()) if (run / "config.yaml").exists() else {}
     shapes = (config.get("data") or {}).get("source", "shapesworld") == "shapesworld"
     plots = run / "report"
     plots.mkdir(exist_ok=True)
     lines = [f"# Candor run report: {escape(run.name)}", ""]
     if best is not None:
-        value = next(r["eval"][metric] for r in rounds if r["round"] == best)
-        lines += [f"**Best round: {best}** by {metric} = {value:.4g} "
-                  f"({'lower' if (metric in LOWER_IS_BETTER if lower_is_better is None else lower_is_better) else 'higher'}"
+        value = next(r["evals"][suite][name] for r in rounds if r["round"] == best)
+        lines += [f"**Best round: {best}** by {name if suite == suites[0] else f'{suite}/{name}'} = {value:.4g} "
+                  f"({'lower' if (name in LOWER_IS_BETTER if lower_is_better is None else lower_is_better) else 'higher'}"
                   f" is better); its policy is `{RunLayout(run).policy(best).relative_to(run)}`" + (" (the starting model)" if best == 0 else "") + ".", ""]
-    lines += ["| round | CHAIR-s | CHAIR-i | recall | POPE F1 | prompts | pairs | mean margin | DPO loss | reward acc |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
+    keys = HEADLINE.get(suite, ())
+    lines += [f"| round | {' | '.join(keys)} | prompts | pairs | mean margin | DPO loss | reward acc |",
+              "|---" * (len(keys) + 6) + "|"]
     for r in rounds:
-        e, t = r["eval"] or {}, r["train"]
+        e, t = r["evals"].get(suite) or {}, r["train"]
         margin = f"{sum(r['margins']) / len(r['margins']):.2f}" if r["margins"] else "-"
         loss = "-" if t.get("loss_last") is None else f"{t['loss_first']:.3f} → {t['loss_last']:.3f}"
         acc = "-" if t.get("reward_accuracy") is None else f"{t['reward_accuracy']:.2f}"
-        lines.append(f"| {r['round']}{' ★' if r['round'] == best else ''} | {_percent(e.get('chair_s'))} | "
-                     f"{_percent(e.get('chair_i'))} | {_percent(e.get('recall'))} | "
-                     f"{'-' if e.get('pope_f1') is None else format(e['pope_f1'], '.3f')} | {r['prompts'] or '-'} | "
+        lines.append(f"| {r['round']}{' ★' if r['round'] == best else ''} | " +
+                     "".join(f"{figure(key, e.get(key))} | " for key in keys) + f"{r['prompts'] or '-'} | "
                      f"{'-' if r['pairs'] is None else r['pairs']} | {margin} | {loss} | {acc} |")
     lines.append("")
-    for name, title, plot in (("hallucination", "Hallucination per round", _plot_hallucination),
-                              ("pairs", "Pair yield and score margins", _plot_pairs),
-                              ("dpo", "DPO training", _plot_dpo), ("times", "Stage wall times", _plot_times)):
+    if len(suites) > 1:
+        lines += ["## Every evaluation suite per round", ""] + suite_tables(rounds, suites, best)
+    charts = [(f"eval-{s}", f"Evaluation per round: {s}", lambda rs, out, s=s: plot_suite(rs, out, s)) for s in suites]
+    for name, title, plot in charts + [("pairs", "Pair yield and score margins", plot_pairs),
+                                       ("dpo", "DPO training", plot_dpo), ("times", "Stage wall times", plot_times)]:
         if plot(rounds, plots / f"{name}.png"):
             lines += [f"## {title}", "", f"![{title}](report/{name}.png)", ""]
-    stages = _stage_order(rounds)
+    stages = stage_order(rounds)
     if stages:
         lines += ["| round | " + " | ".join(stages) + " | total |", "|---" * (len(stages) + 2) + "|"]
         for r in rounds:
             cells = [f"{r['seconds'][s]:.0f}" if s in r["seconds"] else "-" for s in stages]
             lines.append(f"| {r['round']} | " + " | ".join(cells) + f" | {sum(r['seconds'].values()):.0f} |")
         lines.append("")
-    lines += _example_pairs(run, rounds, examples) + _before_after(run, rounds, best, examples, shapes)
+    lines += _example_pairs(run, rounds, examples) + _before_after(run, suite, best, examples, shapes)
     report = run / "report.md"
     tmp = report.with_name(".report.md.tmp")
     tmp.write_text("\n".join(lines))
@@ -367,14 +266,15 @@ def write_tensorboard(run_dir: str | Path) -> Path:
     folder.mkdir(exist_ok=True)
     rounds = read_rounds(run)
     steps = dpo_steps(rounds)
+    suites = run_suites(RunLayout(run))
     for r in rounds:
         k, marker = r["round"], folder / f"round-{r['round']:03d}.done"
-        if r["eval"] is None or marker.exists():
+        if any(s not in r["evals"] for s in suites) or marker.exists():  # written once every suite has finished
             continue
         writer = SummaryWriter(str(folder), filename_suffix=f".round{k:03d}")
-        for key, value in r["eval"].items():
+        for suite, key, value in ((s, key, v) for s in suites for key, v in r["evals"][s].items()):
             if isinstance(value, (int, float)):
-                writer.add_scalar(f"eval/{key}", value, k)
+                writer.add_scalar(f"eval/{suite}/{key}", value, k)
         if r["pairs"] is not None:
             writer.add_scalar("pairs/count", r["pairs"], k)
             if r["margins"]:

@@ -3,16 +3,23 @@
 A suite is pure evaluation: the policy (and, for ``labeler``, the claim splitter and the labeler) come in
 as plain callables in :class:`Handles`, so the engine runs a suite as one stage and writes
 ``rounds/NNN/eval/<suite>/metrics.json`` (the metrics) and ``responses.jsonl`` (the rows).
-``make_suite(name, section)`` builds one from its config section (a dict, as read from YAML).
+``make_suite(name, section)`` builds one from its config section (a dict, as read from YAML; a string
+value, as from a command-line override, is read as YAML); ``suite.check()`` refuses missing files by name
+before any model is loaded. ``HEADLINE`` lists each suite's figures for tables, ``LOWER_IS_BETTER`` the
+figures that fall as a policy improves.
 """
 from __future__ import annotations
 
 import dataclasses
+import io
 import random
 from dataclasses import dataclass, field
 from itertools import accumulate
 from pathlib import Path
 from typing import Callable, ClassVar
+
+import yaml
+from PIL import Image
 
 from evaluation.amber import (AmberData, WordNetLemmatizer, answer_nouns, discriminative_metrics, generative_metrics,
                               score_generative)
@@ -30,15 +37,29 @@ DETAILED_DESCRIPTION = "Please help me describe the image in detail."
 IMAGES_PER_CALL = 64  # full-size COCO images are ~1 MB each decoded; 500 at once would hold ~0.5 GB
 
 
+# Rates of hallucination (and the labeler's rejections) fall as a policy improves; every other figure rises.
+LOWER_IS_BETTER = frozenset({"chair_s", "chair_i", "halbench_response", "halbench_mention", "chair", "hal", "cog",
+                             "rejected_answer_share", "rejected_per_answer"})
+
+
 @dataclass
 class Handles:
     """describe: greedy free-form answers to (image, question); ask: greedy yes/no answers; split: answers ->
-    each answer's claims as yes/no questions; verify: (image, question) -> the labeler's p_yes."""
+    each answer's claims as yes/no questions, each a string or (question, negated); verify: (image, question)
+    -> the labeler's p_yes; rows(keep): the run's own prompt rows (``id``, ``image_bytes``, ``question``)
+    whose id ``keep`` accepts, for a ``labeler`` suite without a prompt file."""
 
     describe: Answerer
     ask: Answerer
-    split: Callable[[list[str]], list[list[str]]] | None = None
+    split: Callable[[list[str]], list[list]] | None = None
     verify: Callable[[list[tuple]], list[float]] | None = None
+    rows: Callable[[Callable[[str], bool]], list[dict]] | None = None
+
+
+def _exists(key: str, path: str | Path | None, kind: str = "file") -> None:
+    """Refuses a configured path that is missing, naming the config key and the path."""
+    if path and not (Path(path).is_dir() if kind == "folder" else Path(path).is_file()):
+        raise InputError(f"{key}: {kind} {path} not found")
 
 
 def _answer(answerer: Callable[[list[tuple]], list], folder: str, names: list[str], questions: list[str]) -> list:
@@ -53,7 +74,8 @@ def _answer(answerer: Callable[[list[tuple]], list], folder: str, names: list[st
 @dataclass
 class ShapesWorldConfig:
     n: int = 64
-    seed: int = 0
+    seed: int = 0  # POPE's sampling seed
+    world_seed: int = 0
     prior: float = 0.6
     pope_per_image: int = 1
 
@@ -66,8 +88,11 @@ class ShapesWorldSuite:
     def __init__(self, config: ShapesWorldConfig):
         self.config = config
 
+    def check(self) -> None:
+        pass  # the world is generated: nothing to find on disk
+
     def run(self, handles: Handles) -> tuple[dict, list[dict]]:
-        world, c = ShapesWorld(self.config.seed, self.config.prior), self.config
+        world, c = ShapesWorld(self.config.world_seed, self.config.prior), self.config
         return evaluate_policy(handles.describe, handles.ask, world.eval_set(c.n), world.vocabulary(),
                                world.text_statistics(), c.seed, c.pope_per_image)
 
@@ -92,6 +117,14 @@ class ChairCocoSuite:
 
     def __init__(self, config: ChairCocoConfig):
         self.config = config
+
+    def check(self) -> None:
+        c = self.config
+        for kind in ("instances", "captions"):
+            _exists("eval.chair-coco.annotations", Path(c.annotations) / f"{kind}_{c.split}.json")
+        _exists("eval.chair-coco.images", c.images, "folder")
+        _exists("eval.chair-coco.prompts", c.prompts)
+        _exists("eval.chair-coco.synonyms", c.synonyms)
 
     def prompts(self, annotations: CocoAnnotations) -> list[tuple[int, str]]:
         """(image id, question) pairs from the prompt file, the id list, or a seeded sample."""
@@ -148,7 +181,15 @@ class PopeSuite:
         self.config = config
         unknown = [s for s in config.settings if s not in POPE_SETTINGS]
         if unknown or not config.settings:
-            raise InputError(f"pope.settings: {unknown or 'empty'}; expected some of {', '.join(POPE_SETTINGS)}")
+            raise InputError(f"eval.pope.settings: {unknown or 'empty'}; expected some of {', '.join(POPE_SETTINGS)}")
+
+    def check(self) -> None:
+        c = self.config
+        for setting in c.settings if c.questions else []:
+            _exists("eval.pope.questions", Path(c.questions) / f"{c.prefix}_pope_{setting}.json")
+        if not c.questions:
+            _exists("eval.pope.annotations", Path(c.annotations) / f"instances_{c.split}.json")
+        _exists("eval.pope.images", c.images, "folder")
 
     def questions(self) -> dict[str, list[dict]]:
         c = self.config
@@ -187,6 +228,13 @@ class AmberSuite:
     def __init__(self, config: AmberConfig):
         self.config = config
 
+    def check(self) -> None:
+        c = self.config
+        for name in ("annotations.json", "relation.json", "safe_words.txt", c.query_file):
+            _exists("eval.amber.folder", Path(c.folder) / name)
+        _exists("eval.amber.images", c.images, "folder")
+        _exists("eval.amber.wordnet", c.wordnet, "folder")
+
     def run(self, handles: Handles) -> tuple[dict, list[dict]]:
         c = self.config
         data, lemma = AmberData(c.folder, c.query_file), WordNetLemmatizer(c.wordnet)
@@ -213,61 +261,94 @@ class AmberSuite:
 
 @dataclass
 class LabelerConfig:
-    prompts: str = ""  # jsonl of the user's rows: id, image (path, relative to the file's folder), question
+    prompts: str = ""  # jsonl of the user's rows (id, image relative to the file's folder, question); "": the run's data
     fraction: float = 0.05
     seed: int = 0
+    n: int = 200  # the first n held-out rows (in the rows' order)
 
 
 class LabelerSuite:
     """The user's held-out rows (evaluation.labeler_metrics.is_heldout), answered by the policy and checked
-    claim by claim by the run's labeler: needs ``split`` and ``verify`` handles."""
+    claim by claim by the run's labeler: needs the ``split`` and ``verify`` handles, and ``rows`` when no
+    prompt file is named."""
 
     Config: ClassVar[type] = LabelerConfig
 
     def __init__(self, config: LabelerConfig):
         self.config = config
+        is_heldout("", config.fraction, config.seed)  # a fraction outside [0, 1] is refused here
 
-    def items(self) -> list[dict]:
+    def check(self) -> None:
+        _exists("eval.labeler.prompts", self.config.prompts)
+
+    def is_heldout(self, row_id: str) -> bool:
+        return is_heldout(str(row_id), self.config.fraction, self.config.seed)
+
+    def items(self, handles: Handles) -> list[dict]:
+        """The held-out rows, each with its ``image`` (a PIL image)."""
         c = self.config
         if not c.prompts:
-            raise InputError("labeler.prompts: a jsonl file of the user's rows (id, image, question) is needed")
+            if handles.rows is None:
+                raise InputError("eval.labeler.prompts: no prompt file, and the caller gave no rows of its data")
+            rows = handles.rows(self.is_heldout)[:c.n]
+            return [{**r, "image": Image.open(io.BytesIO(r["image_bytes"])).convert("RGB")} for r in rows]
         rows = read_jsonl(Path(c.prompts))
         for lineno, row in rows:
             if not {"id", "image", "question"} <= set(row):
                 raise InputError(f"{c.prompts}:{lineno}: a row needs 'id', 'image' and 'question'")
-        return [r for _, r in rows if is_heldout(str(r["id"]), c.fraction, c.seed)]
+        held = [r for _, r in rows if self.is_heldout(r["id"])][:c.n]
+        folder = Path(c.prompts).parent
+        return [{**r, "image": load_image(folder / r["image"])} for r in held]
 
     def run(self, handles: Handles) -> tuple[dict, list[dict]]:
         if handles.split is None or handles.verify is None:
-            raise InputError("labeler suite: the engine must pass the split and verify handles")
-        items = self.items()
-        folder = Path(self.config.prompts).parent
-        answers = _answer(handles.describe, str(folder), [it["image"] for it in items], [it["question"] for it in items])
-        claims = handles.split(answers)
-        flat = [(it["image"], q) for it, questions in zip(items, claims) for q in questions]
-        p_flat = _answer(handles.verify, str(folder), [name for name, _ in flat], [q for _, q in flat])
-        ends = list(accumulate(len(questions) for questions in claims))
-        p_yes = [p_flat[end - len(questions):end] for end, questions in zip(ends, claims)]
-        metrics, verdicts = claim_metrics(p_yes)
-        rows = [{"id": it["id"], "prompt": it["question"], "response": a, "claims": q, "p_yes": p, **v}
-                for it, a, q, p, v in zip(items, answers, claims, p_yes, verdicts)]
+            raise InputError("labeler suite: the caller must pass the split and verify handles")
+        items = self.items(handles)
+        answers = handles.describe([(it["image"], it["question"]) for it in items])
+        claims = [[c if isinstance(c, tuple) else (c, False) for c in found] for found in handles.split(answers)]
+        p_flat = handles.verify([(it["image"], q) for it, found in zip(items, claims) for q, _ in found])
+        ends = list(accumulate(len(found) for found in claims))
+        p_yes = [p_flat[end - len(found):end] for end, found in zip(ends, claims)]
+        metrics, verdicts = claim_metrics(p_yes, [[neg for _, neg in found] for found in claims])
+        rows = [{"id": it["id"], "prompt": it["question"], "response": a, "questions": [q for q, _ in found],
+                 "negated": [neg for _, neg in found], "p_yes": p, **v}
+                for it, a, found, p, v in zip(items, answers, claims, p_yes, verdicts)]
         return metrics, rows
 
 
 SUITES: dict[str, type] = {"shapesworld": ShapesWorldSuite, "chair-coco": ChairCocoSuite, "pope": PopeSuite,
                            "amber": AmberSuite, "labeler": LabelerSuite}
+HEADLINE = {"shapesworld": ("chair_s", "chair_i", "recall", "pope_f1"),
+            "chair-coco": ("chair_s", "chair_i", "recall", "halbench_response", "halbench_mention", "mean_length"),
+            "pope": ("pope_random_f1", "pope_popular_f1", "pope_adversarial_f1", "pope_f1"),
+            "amber": ("chair", "cover", "hal", "cog", "existence_accuracy", "all_f1"),
+            "labeler": ("rejected_answer_share", "rejected_per_answer", "claims_per_answer")}
 
 
-def make_suite(name: str, section: dict | None = None):
-    """The suite called ``name`` with its config section; unknown names and keys raise InputError."""
-    if name not in SUITES:
+def resolve_metric(spec: str, suites: list[str]) -> tuple[str, str]:
+    """A best-round metric as (suite, metric): ``suite/metric``, or a bare metric of shapesworld when it runs,
+    else of the first suite (``chair_i`` keeps meaning shapesworld's CHAIR-i)."""
+    suite, _, metric = spec.rpartition("/")
+    suite = suite or ("shapesworld" if "shapesworld" in suites else suites[0])
+    if suite not in suites or not metric:
+        raise InputError(f"eval.best_metric: {spec!r} must be <suite>/<metric> with a suite of eval.suites "
+                         f"({', '.join(suites)})")
+    return suite, metric
+
+
+def make_suite(name: str, section: dict | None = None, cls: type | None = None):
+    """The suite called ``name`` (or of class ``cls``, a plug-in) with its config section; unknown names and
+    keys, and values of the wrong kind, raise InputError naming ``eval.<name>.<key>``."""
+    if cls is None and name not in SUITES:
         raise InputError(f"eval.suites: unknown suite {name!r}; expected one of {', '.join(SUITES)}")
-    cls, section = SUITES[name], section or {}
+    cls, section = cls or SUITES[name], dict(section or {})
     fields = {f.name: f for f in dataclasses.fields(cls.Config)}
     unknown = sorted(set(section) - set(fields))
     if unknown:
         raise InputError(f"eval.{name}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(fields))}")
     for key, value in section.items():
+        if isinstance(value, str) and fields[key].type not in ("str", "str | None"):
+            section[key] = value = yaml.safe_load(value)  # a command-line override: "50", "[random]", "none"
         default = fields[key].default if fields[key].default is not dataclasses.MISSING else fields[key].default_factory()
         expected = (str, type(None)) if default is None else (int, float) if isinstance(default, float) else type(default)
         if not isinstance(value, expected) or (isinstance(value, bool) and not isinstance(default, bool)):

@@ -71,7 +71,8 @@ def test_method_configs_load_and_share_the_starting_policy_and_budget(method):
 
 def test_model_names_may_be_hub_ids_or_special_names_and_lists_parse():
     cfg = load_config("configs/shapes-rlaifv.yaml", [
-        "model.policy=llava-hf/llava-1.5-7b-hf", "feedback.splitter=llm", "feedback.splitter_model=smollm2",
+        "model.policy=llava-hf/llava-1.5-7b-hf", "data.source=dataset", "feedback.splitter=llm",
+        "feedback.splitter_model=smollm2",
         "feedback.source=amp", "train.loss=mdpo", "feedback.amp.levels=2", "feedback.amp.models=zoo, org/small-vlm"])
     assert cfg.model.policy == "llava-hf/llava-1.5-7b-hf" and cfg.feedback.amp.models == ["zoo", "org/small-vlm"]
     assert config_from_dict(cfg.to_dict()) == cfg

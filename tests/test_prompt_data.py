@@ -88,7 +88,8 @@ def test_the_prompts_stage_reads_a_user_dataset_with_bad_rows_as_counted_skips(t
     cfg = load_config(CONFIG, ["data.source=dataset", f"data.path={path}",
                                                       "sampling.prompts_per_round=4"])
     kept, info = prompts_stage(cfg).run(RoundContext(cfg, 1, {}, read=None), None, [])
-    assert [r["id"] for r in kept] == ["p0", "p1", "p2"] and kept[0]["reference"] == "A shape."
+    assert sorted(r["id"] for r in kept) == ["p0", "p1", "p2"]  # shuffled with run.seed
+    assert next(r for r in kept if r["id"] == "p0")["reference"] == "A shape."
     assert info["skipped"] == 1 and "bad" in info["skip_reasons"]
 
 
@@ -98,8 +99,10 @@ def test_a_dataset_config_is_checked_before_any_work(tmp_path):
 
     from engine.config import ConfigError, load_config
 
-    with pytest.raises(ConfigError, match="data.path"):
-        load_config(CONFIG, ["data.source=dataset", f"data.path={tmp_path / 'none'}"])
+    from engine.run import check_inputs
+
+    with pytest.raises(ConfigError, match="data.path: data.source=dataset needs an existing dataset path"):
+        check_inputs(load_config(CONFIG, ["data.source=dataset", f"data.path={tmp_path / 'none'}"]))
     with pytest.raises(ConfigError, match="feedback.labeler"):
         load_config(CONFIG, ["data.source=dataset", f"data.path={_jsonl_dataset(tmp_path)}",
                                                    "feedback.labeler=oracle"])

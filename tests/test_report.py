@@ -11,7 +11,7 @@ def test_report_has_plots_tables_examples_and_names_the_best_round(tiny_run):
     text = report.read_text()
     assert report == tiny_run / "report.md"
     assert "**Best round: 1** by chair_i = 0.2 (lower is better)" in text
-    for plot in ("hallucination", "pairs", "dpo", "times"):
+    for plot in ("eval-shapesworld", "pairs", "dpo", "times"):
         assert (tiny_run / "report" / f"{plot}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"(report/{plot}.png)" in text
     assert "| 1 ★ | 40.0% | 20.0% | 81.0% | 0.500 | 4 | 4 | 2.00 | 0.690 → 0.540 | 0.75 |" in text
@@ -51,7 +51,7 @@ def test_tensorboard_scalars_per_round_and_per_dpo_step_written_once(tiny_run):
     assert sorted(p.name for p in folder.glob("round-*.done")) == ["round-000.done", "round-001.done"]
     events = EventAccumulator(str(folder))
     events.Reload()
-    assert [(e.step, e.value) for e in events.Scalars("eval/chair_i")] == [(0, pytest.approx(0.3)), (1, pytest.approx(0.2))]
+    assert [(e.step, e.value) for e in events.Scalars("eval/shapesworld/chair_i")] == [(0, pytest.approx(0.3)), (1, pytest.approx(0.2))]
     assert [e.step for e in events.Scalars("dpo/loss")] == [1, 2, 3, 4]
     assert [e.value for e in events.Scalars("pairs/count")] == [4]
     assert events.Scalars("seconds/train")[0].value == 20.0
