@@ -41,7 +41,10 @@ def main(argv=None) -> int:
         print(f"candor: error: {e}", file=sys.stderr)
         return 2
     try:
-        run(cfg, store)
+        run(cfg, store, run_dir)
+    except ConfigError as e:  # the planner: the config asks for more than the cluster has
+        print(f"candor: error: {e}", file=sys.stderr)
+        return 2
     finally:
         lock.release()
     return 0

