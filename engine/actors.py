@@ -107,6 +107,9 @@ def connect_ray(cfg: Config) -> None:
     ray_constants.ENABLE_RAY_CLUSTER = False
     # Ray starts workers at nice 15; our actors ARE the work, and niced they lose the cores to anything else.
     os.environ.setdefault("RAY_worker_niceness", "0")
+    # gloo (vLLM's CPU process groups, the trainers' data-parallel group) listens on the address the host
+    # name resolves to, a LAN address on most machines: a local run keeps it on the loopback interface.
+    os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
     # Stages run one after another, so actors that wait idle may share cores: reserve logical CPUs for all.
     roles = [cfg.resources.role(name, cfg.model) for name in ("sampler", "labeler", "trainer")]
     cpus = max(os.cpu_count() or 1, sum(r.cpus * r.actors for r in roles))
