@@ -71,11 +71,9 @@ class Models:
     def handles(self, uses: str, k: int, model: str = ""):
         """The handles a stage asked for (``uses``; feedback/sources.py), for round k."""
         if uses == "text":
-            group = self.executor.group("text", self.cfg.resources.text.actors, self.resolve_model(model),
-                                        engine_kwargs(self.cfg, False, "text"))
+            group = self.executor.group("text", 1, self.resolve_model(model), engine_kwargs(self.cfg, False, "text"))
             try:
-                yield [lambda prompts, max_tokens=256, i=i: group.call(i, "complete", prompts, max_tokens=max_tokens)
-                       for i in range(len(group))]
+                yield [lambda prompts, max_tokens=256: group.call(0, "complete", prompts, max_tokens=max_tokens)]
             finally:
                 group.kill()
         elif uses == "policy":

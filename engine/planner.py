@@ -91,13 +91,13 @@ def plan(cfg: Config, nodes: list[dict[str, float]]) -> list[str]:
     for stage, groups in stage_groups(cfg):
         need = _total(groups)
         parts = ", ".join(f"{role.name} {count} x {_fmt(asks(role))}" for role, count in groups.values())
-        lines.append(f"  {stage:<12} {_fmt(need):<28} {parts}")
+        lines.append(f"  {stage:<16} {_fmt(need):<28} {parts}")
         short = {k: (v, cluster.get(k, 0)) for k, v in need.items() if v > cluster.get(k, 0) + EPSILON}
         if short:
             numbers = ", ".join(f"{v:g} {k} (the cluster has {have:g})" for k, (v, have) in sorted(short.items()))
             release = ", set resources.release_samplers_for_training" if stage == "train" else ""
             raise PlanError(f"stage {stage} needs {numbers} at once: {parts}. Lower the roles' "
-                            f"resources.<role>.actors, cpus, gpus or tensor_parallel_size{release}, or add nodes "
+                            f"resources.<role>.actors, cpus, gpus, tensor_parallel_size or custom_resources{release}, or add nodes "
                             f"that offer it")
         seen.update({role.name: role for role, _ in groups.values()})
     for role in seen.values():

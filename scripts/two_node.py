@@ -121,12 +121,15 @@ def main() -> int:
         shards = len(list(first_shard.parent.glob("part-*.parquet")))
         cluster.remove_node(worker, allow_graceful=False)
         output = driver.communicate(timeout=900)[0]
+        errors = [line for line in output.splitlines() if "Error" in line and "state-dump" not in line]
         print(f"\n[two-node] 3. worker node killed with {shards} of 8 sample shards written; the driver: "
-              f"exit {driver.returncode}\n{tail(output, 2)}")
+              f"exit {driver.returncode}\n{tail(chr(10).join(errors[-1:]) or output, 1)[:600]}")
         sample_done = (resumed / "rounds/001/sample/_SUCCESS").exists()
         print(f"  sample stage finished before the kill: {sample_done}; pairs made: "
               f"{(resumed / 'rounds/001/pairs/_SUCCESS').exists()}")
         assert driver.returncode != 0
+        while any(n["Alive"] and "worker" in n["Resources"] for n in ray.nodes()):  # the GCS's health check
+            time.sleep(1)
 
         result = iterate(str(resumed), cluster.address, workdir)
         print(f"\n[two-node] 4. restarted without the worker node: exit {result.returncode}\n{tail(result.stderr, 1)}")

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from engine.config import load_config
+from engine.config import ConfigError, load_config
 from engine.executor import ActorNotReady, Executor, InProcessExecutor, RayExecutor
 from engine.planner import PlanError, check_shared_root, plan, stage_groups
 
@@ -150,6 +150,8 @@ def test_each_role_has_its_own_gpus_tensor_parallel_size_and_dtype():
     assert actor_options(cfg, "sampler") == {"num_cpus": 4.0, "num_gpus": 1.0, "max_restarts": 3,
                                              "max_task_retries": 3, "resources": {"sampler_node": 1.0}}
     assert not engine_kwargs(cfg, True, "sampler")["cpu"]
+    with pytest.raises(ConfigError, match="resources.text.actors: the stages that use the text model run it as one"):
+        load_config(LLAVA, ["resources.text.actors=2"])
 
 
 def test_the_first_releases_flat_keys_still_load_so_old_runs_resume():
