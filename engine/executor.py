@@ -101,9 +101,11 @@ class RayExecutor(Executor):
             self.kill(actors)
             options = actor_options(self.cfg, role)
             asks = {"CPU": options["num_cpus"], "GPU": options["num_gpus"], **options.get("resources", {})}
-            free = {k: v for k, v in ray.available_resources().items() if not k.startswith(("node:", "memory", "object"))}
+            free = {k: v for k, v in ray.available_resources().items()
+                    if not k.startswith(("node:", "memory", "object"))}
             raise ActorNotReady(
-                f"{len(waiting)} of {len(actors)} {role} actor(s) not ready after resources.ready_timeout_s={timeout:g} s: "
+                f"{len(waiting)} of {len(actors)} {role} actor(s) not ready after "
+                f"resources.ready_timeout_s={timeout:g} s: "
                 f"each asks for {asks}; the cluster has {free} free. Ray cannot place it (lower resources.{role}.* "
                 f"or add a node that offers it), or its model load is slower than the timeout (raise it)")
 

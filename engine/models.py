@@ -3,8 +3,9 @@
 The samplers (the base policy in vLLM, serving any round's adapter) live for the whole run (unless
 ``resources.release_samplers_for_training`` frees them for DPO); the labelers and other policies named by a
 stage (AMP's ``feedback.amp_models``) live until the train stage frees their memory; a text model lives
-only for its stage. Each group has its role's resources (engine/resources.py). A handle is a plain callable (feedback/sources.py
-lists each kind), one per actor, so a sharded stage runs one shard per actor at a time.
+only for its stage. Each group has its role's resources (engine/resources.py). A handle is a plain
+callable (feedback/sources.py lists each kind), one per actor, so a sharded stage runs one shard per actor
+at a time.
 """
 from __future__ import annotations
 

@@ -96,9 +96,9 @@ def plan(cfg: Config, nodes: list[dict[str, float]]) -> list[str]:
         if short:
             numbers = ", ".join(f"{v:g} {k} (the cluster has {have:g})" for k, (v, have) in sorted(short.items()))
             release = ", set resources.release_samplers_for_training" if stage == "train" else ""
-            raise PlanError(f"stage {stage} needs {numbers} at once: {parts}. Lower the roles' "
-                            f"resources.<role>.actors, cpus, gpus, tensor_parallel_size or custom_resources{release}, or add nodes "
-                            f"that offer it")
+            raise PlanError(f"stage {stage} needs {numbers} at once: {parts}. Lower the roles' resources.<role>."
+                            f"actors, cpus, gpus, tensor_parallel_size or custom_resources{release}, or add nodes "
+                            "that offer it")
         seen.update({role.name: role for role, _ in groups.values()})
     for role in seen.values():
         want = asks(role)

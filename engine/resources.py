@@ -95,7 +95,8 @@ class ResourcesConfig(Section):
     @model_validator(mode="after")
     def _one_text_model(self):
         if self.text.actors != 1:  # the split and inject stages are not sharded: a second actor would idle
-            raise ValueError(f"text.actors: the stages that use the text model run it as one actor, got {self.text.actors}")
+            raise ValueError("text.actors: the stages that use the text model run it as one actor, "
+                             f"got {self.text.actors}")
         return self
 
     def role(self, name: str, model) -> "Role":
