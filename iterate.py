@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from engine.config import ConfigError, load_config
+from engine.executor import ActorNotReady
 from engine.lock import RunLock, RunLocked
 from engine.run import check_inputs, prepare_run, run
 from evaluation.layout import RunLayout
@@ -41,7 +42,10 @@ def main(argv=None) -> int:
         print(f"candor: error: {e}", file=sys.stderr)
         return 2
     try:
-        run(cfg, store)
+        run(cfg, store, run_dir)
+    except (ConfigError, ActorNotReady) as e:  # the planner's refusal; an actor Ray never started
+        print(f"candor: error: {e}", file=sys.stderr)
+        return 2
     finally:
         lock.release()
     return 0

@@ -131,7 +131,7 @@ class Context:
 
     def actor_threads(self) -> int:
         """The OpenMP threads an actor computes with: Ray sets OMP_NUM_THREADS to the actor's CPUs."""
-        return max(1, int(self.cfg.resources.num_cpus_per_actor))
+        return max(1, int(self.cfg.resources.sampler.cpus))
 
     def prompt_rows(self) -> list[dict]:
         """The rows round 1's prompts stage stores."""

@@ -102,7 +102,7 @@ def direct_overheads(ctx: Context, run: dict) -> dict:
     cfg, seconds = ctx.cfg, {}
     for name, cls, model, lora in (("sampler", SamplerActor, ctx.policy, True), ("labeler", LabelerActor, ctx.labeler, False)):
         with Timer() as t:
-            actor = cls.options(**actor_options(cfg, name)).remote(model, engine_kwargs(cfg, lora))
+            actor = cls.options(**actor_options(cfg, name)).remote(model, engine_kwargs(cfg, lora, name))
             ray.get(actor.pid.remote())
         seconds[f"{name}_start"] = t.seconds
         if name == "sampler":

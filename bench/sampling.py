@@ -120,8 +120,8 @@ def bench_sampling(ctx: Context, hf_prompts: int, hf_batch: int) -> Section:
         section.add(f"Candor sampler stage ({threads} thread) vs bare LLM.generate on all {cores} cores",
                     f"{candor_rate:,.0f} tok/s", f"{bare_rate[cores]:,.0f} tok/s ({bare_s[cores]:.2f}s)",
                     ratio(candor_rate, bare_rate[cores]), "report")
-        section.note(f"Ray gives an actor OMP_NUM_THREADS = its num_cpus (resources.num_cpus_per_actor="
-                     f"{ctx.cfg.resources.num_cpus_per_actor}), so the sampler computes on {threads} thread(s) "
+        section.note(f"Ray gives an actor OMP_NUM_THREADS = its num_cpus (resources.sampler.cpus="
+                     f"{ctx.cfg.resources.sampler.cpus}), so the sampler computes on {threads} thread(s) "
                      f"where a bare script uses {cores}")
     same = sum(a == b for a, b in zip([r["response"] for r in rows], bare_texts))
     section.note(f"same seeds, same answers: {same}/{len(bare_texts)} answers identical between the two vLLM paths")

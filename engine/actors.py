@@ -68,25 +68,26 @@ class TrainerActor:
         return os.getpid()
 
 
-ACTOR_CLASSES = {"sampler": SamplerActor, "labeler": LabelerActor, "splitter": SplitterActor, "trainer": TrainerActor}
+ACTOR_CLASSES = {"sampler": SamplerActor, "labeler": LabelerActor, "text": SplitterActor, "trainer": TrainerActor}
 
 
-def engine_kwargs(cfg: Config, lora: bool) -> dict:
-    m = cfg.model
-    return {"dtype": m.dtype, "max_model_len": m.max_model_len, "seed": cfg.run.seed, "enable_lora": lora,
-            "max_lora_rank": max(8, cfg.train.lora_r), "tensor_parallel_size": m.tensor_parallel_size,
+def engine_kwargs(cfg: Config, lora: bool, role: str = "sampler") -> dict:
+    """VLLMEngine's arguments for an engine of ``role`` (its tensor parallel size, dtype, GPU or CPU)."""
+    m, r = cfg.model, cfg.resources.role(role, cfg.model)
+    return {"dtype": r.dtype, "max_model_len": m.max_model_len, "seed": cfg.run.seed, "enable_lora": lora,
+            "max_lora_rank": max(8, cfg.train.lora_r), "tensor_parallel_size": r.tensor_parallel_size,
             "gpu_memory_utilization": m.gpu_memory_utilization, "trust_remote_code": m.trust_remote_code,
             "enforce_eager": m.enforce_eager, "max_num_batched_tokens": m.max_num_batched_tokens,
             "mm_processor_cache_gb": m.mm_processor_cache_gb, "min_pixels": m.min_pixels, "max_pixels": m.max_pixels,
-            "cpu": cfg.resources.num_gpus_per_actor == 0}
+            "cpu": not r.on_gpu}
 
 
 def actor_options(cfg: Config, name: str) -> dict:
-    r = cfg.resources
-    # A GPU engine with tensor parallelism spans several GPUs; Ray must reserve all of them.
-    gpus = r.num_gpus_per_actor * (cfg.model.tensor_parallel_size if name != "trainer" else 1)
-    return {"num_cpus": r.num_cpus_per_actor, "num_gpus": gpus, "max_restarts": r.max_restarts,
-            "max_task_retries": r.max_restarts}
+    """Ray's options for one actor of role ``name``: an engine with tensor parallelism reserves every shard's GPUs."""
+    r = cfg.resources.role(name, cfg.model)
+    options = {"num_cpus": r.cpus, "num_gpus": r.gpus, "max_restarts": cfg.resources.max_restarts,
+               "max_task_retries": cfg.resources.max_restarts}
+    return {**options, "resources": r.custom} if r.custom else options
 
 
 def connect_ray(cfg: Config) -> None:
@@ -106,8 +107,11 @@ def connect_ray(cfg: Config) -> None:
     ray_constants.ENABLE_RAY_CLUSTER = False
     # Ray starts workers at nice 15; our actors ARE the work, and niced they lose the cores to anything else.
     os.environ.setdefault("RAY_worker_niceness", "0")
-    r = cfg.resources
+    # gloo (vLLM's CPU process groups, the trainers' data-parallel group) listens on the address the host
+    # name resolves to, a LAN address on most machines: a local run keeps it on the loopback interface.
+    os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
     # Stages run one after another, so actors that wait idle may share cores: reserve logical CPUs for all.
-    cpus = max(os.cpu_count() or 1, r.num_cpus_per_actor * (r.sampler_actors + r.labeler_actors + r.trainer_actors))
+    roles = [cfg.resources.role(name, cfg.model) for name in ("sampler", "labeler", "trainer")]
+    cpus = max(os.cpu_count() or 1, sum(r.cpus * r.actors for r in roles))
     # address="local": a new private cluster even when another one runs on this machine (a test's, say).
     ray.init(address="local", num_cpus=cpus, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=True)

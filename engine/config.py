@@ -22,10 +22,10 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, create_model
 
+from engine.resources import ROLES, ResourcesConfig
 from feedback.labelers import LabelerKeys
 from feedback.sections import NonNegative, Positive, Section
 from feedback.sources import BUILT_IN, load_source, source_class
-
 
 
 class ConfigError(ValueError):
@@ -158,19 +158,6 @@ class EvalConfig(Section):
     labeler: dict = Field(default_factory=dict)
 
 
-class ResourcesConfig(Section):
-    """Actor counts and what each actor asks Ray for; GPU users set num_gpus_per_actor and nothing else."""
-    sampler_actors: Positive = 1
-    labeler_actors: Positive = 1
-    trainer_actors: Positive = 1
-    num_gpus_per_actor: Annotated[float, Field(ge=0)] = 0.0
-    num_cpus_per_actor: Annotated[float, Field(gt=0)] = 1.0
-    ray_address: str = ""  # empty: attach to a running cluster if there is one, else start a local one
-    # A dead actor (OOM, a lost node, a kill) is restarted and its unfinished call retried this many times;
-    # model calls are pure and the trainer resumes from its checkpoints, so a retry redoes no finished work.
-    max_restarts: NonNegative = 3
-
-
 class Config(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
     run: RunConfig = Field(default_factory=RunConfig)
@@ -223,8 +210,10 @@ def binding_keys(cfg: Config) -> set[str]:
             if head != source and (head in SOURCES or (shared is not None and not name.startswith(shared))):
                 continue
         keys.add(key)
-    # The trainer group's size sets the global batch; GPUs or none set the training dtype: both shape policies.
-    return (keys | {"resources.trainer_actors", "resources.num_gpus_per_actor"}) - {"run.rounds", "run.name", "run.root"}
+    # The trainer group's size sets the global batch; GPUs or none set the training precision; a role's dtype
+    # changes what its model computes: all shape the run's data or policies.
+    roles = {"resources.trainer.actors", "resources.trainer.gpus"} | {f"resources.{r}.dtype" for r in ROLES}
+    return (keys | roles) - {"run.rounds", "run.name", "run.root"}
 
 
 def _message(error: dict, section: str) -> str:
@@ -244,13 +233,15 @@ def _message(error: dict, section: str) -> str:
         return f"{key}: cannot parse {value!r} as {kind.split('_')[0]}"
     if kind.endswith("_type"):
         return f"{key}: expected {kind.split('_')[0]}, got {type(value).__name__} {value!r}"
-    if kind == "value_error":  # a section's own check (feedback/sections.py), naming the key inside the section
-        return f"{key}.{ctx.get('error', error['msg'])}"
+    if kind == "value_error":  # a field's own check, or a (nested) section's own check, which names the key
+        field = error["loc"] and owner.model_fields.get(str(error["loc"][-1]))
+        nested = field and isinstance(field.annotation, type) and issubclass(field.annotation, Section)
+        return f"{key}: {ctx.get('error')}" if field and not nested else f"{key}.{ctx.get('error', error['msg'])}"
     return f"{key}: {error['msg']}"
 
 
 def _owner(path: list[str]) -> type[Section]:
-    """The section that holds the last key of ``path`` (``feedback``, or ``feedback.bpo``'s BPO section)."""
+    """The section that holds the last key of ``path`` (``feedback``, ``feedback.bpo``, ``resources.sampler``)."""
     owner = SECTIONS[path[0]]
     for part in path[1:-1]:
         field = owner.model_fields.get(part)

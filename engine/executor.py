@@ -1,7 +1,8 @@
 """Where model actors run: an executor creates a group of N actors of one role, calls them, fans a stage's
 shards out over them, and kills them. In the manner of OpenRLHF's ``RayActorGroup``.
 
-``RayExecutor`` runs each actor as a Ray actor with the role's resources (``resources.*``); a dead actor is
+``RayExecutor`` runs each actor as a Ray actor with the role's resources (``resources.<role>``), waits up to
+``resources.ready_timeout_s`` for the group to start (``ActorNotReady`` names the role), and a dead actor is
 restarted and its unfinished call retried ``resources.max_restarts`` times (model calls are pure and the
 trainer resumes from its checkpoints, so a retry redoes no finished work). ``InProcessExecutor`` builds the
 same actor classes as plain objects in this process, for tests and the bench: the round runs the same code
@@ -14,10 +15,11 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 from engine.config import Config
+from engine.resources import ROLES
 
-# Roles: what each actor class holds (engine/actors.py). The trainer uses one GPU per actor; an engine with
-# tensor parallelism spans several.
-ROLES = ("sampler", "labeler", "splitter", "trainer")
+
+class ActorNotReady(RuntimeError):
+    """An actor did not start within ``resources.ready_timeout_s``: Ray could not place it, or its model load hung."""
 
 
 class ActorGroup:
@@ -54,7 +56,12 @@ class Executor(abc.ABC):
 
         if role not in ROLES:
             raise ValueError(f"unknown actor role {role!r} (roles: {', '.join(ROLES)})")
-        return ActorGroup(self, role, [self.create(role, ACTOR_CLASSES[role], args) for _ in range(count)])
+        actors = [self.create(role, ACTOR_CLASSES[role], args) for _ in range(count)]
+        self.wait_ready(role, actors)
+        return ActorGroup(self, role, actors)
+
+    def wait_ready(self, role: str, actors: list) -> None:
+        """Returns once every actor has started; an executor whose actors start in ``create`` has nothing to wait for."""
 
     @abc.abstractmethod
     def create(self, role: str, cls: type, args: tuple):
@@ -78,6 +85,29 @@ class RayExecutor(Executor):
         from engine.actors import actor_options
 
         return cls.options(**actor_options(self.cfg, role)).remote(*args)
+
+    def wait_ready(self, role, actors):
+        """Waits up to ``resources.ready_timeout_s`` for the actors' constructors (model loads) to finish; an
+        actor Ray cannot place would otherwise leave the first call waiting forever."""
+        import ray
+
+        from engine.actors import actor_options
+
+        timeout = self.cfg.resources.ready_timeout_s
+        pending = [actor.__ray_ready__.remote() for actor in actors]
+        ready, waiting = ray.wait(pending, num_returns=len(pending), timeout=timeout)
+        ray.get(ready)  # a constructor that raised raises here, with its own error
+        if waiting:
+            self.kill(actors)
+            options = actor_options(self.cfg, role)
+            asks = {"CPU": options["num_cpus"], "GPU": options["num_gpus"], **options.get("resources", {})}
+            free = {k: v for k, v in ray.available_resources().items()
+                    if not k.startswith(("node:", "memory", "object"))}
+            raise ActorNotReady(
+                f"{len(waiting)} of {len(actors)} {role} actor(s) not ready after "
+                f"resources.ready_timeout_s={timeout:g} s: "
+                f"each asks for {asks}; the cluster has {free} free. Ray cannot place it (lower resources.{role}.* "
+                f"or add a node that offers it), or its model load is slower than the timeout (raise it)")
 
     def call(self, actor, method, *args, **kwargs):
         import ray

@@ -11,7 +11,8 @@ config key to change, where that exceeds the card. The arithmetic is in docs/rea
   h-wide input with it (plus one layer recomputed); plus the logits (2 + 4 bytes per vocabulary entry and
   token: bf16 and their float32 log-softmax). The vision tower and projector are frozen and need no grad, so
   autograd keeps none of their activations.
-- vLLM engines (sampler, labeler, splitter): weights / ``model.tensor_parallel_size`` per GPU; vLLM then
+- vLLM engines (sampler, labeler, splitter): weights / the role's ``resources.<role>.tensor_parallel_size``
+  (default ``model.tensor_parallel_size``) per GPU, in the role's dtype; vLLM then
   fills ``model.gpu_memory_utilization`` of the card, the rest above the weights becoming KV cache
   (2 · layers · kv · bytes per token, also split over tensor parallel GPUs), which must hold at least one
   request of ``model.max_model_len`` tokens.
@@ -116,9 +117,15 @@ def engine_memory(g: Geometry, *, dtype: str, tensor_parallel_size: int, gpu_gb:
 def estimate(cfg: dict, gpu_gb: float = 80.0) -> tuple[list[str], list[str]]:
     """(report lines, warnings) for a config dict as read from its YAML."""
     model, train, sampling, feedback = (cfg.get(k) or {} for k in ("model", "train", "sampling", "feedback"))
-    dtype = model.get("dtype", "float32")
-    if dtype not in BYTES:
-        raise ValueError(f"model.dtype={dtype!r}: expected one of {', '.join(BYTES)}")
+    resources = cfg.get("resources") or {}
+
+    def setting(role: str, key: str, default):
+        """resources.<role>.<key>, else model.<key> (engine/resources.py), checked like the config does."""
+        value = (resources.get(role) or {}).get(key) or model.get(key) or default
+        if key == "dtype" and value not in BYTES:
+            raise ValueError(f"resources.{role}.dtype / model.dtype={value!r}: expected one of {', '.join(BYTES)}")
+        return value
+    dtype = setting("trainer", "dtype", "float32")
     policy = geometry(model["policy"])
     image_tokens = policy.image_tokens
     if model.get("max_pixels"):  # Qwen2.5-VL: one token per 28x28 merged patch
@@ -138,13 +145,14 @@ def estimate(cfg: dict, gpu_gb: float = 80.0) -> tuple[list[str], list[str]]:
         fix = ("train.gradient_checkpointing: true" if not checkpointing else
                "a lower train.batch_size (with a higher train.grad_accum_steps) or train.max_length")
         warnings.append(f"trainer needs ~{total / GB:.0f} GB, more than a {gpu_gb:.0f} GB GPU: set {fix}")
-    tp, utilization = model.get("tensor_parallel_size", 1), model.get("gpu_memory_utilization", 0.9)
-    roles = [("sampler", model["policy"]), ("labeler", feedback.get("labeler_model")),
-             ("splitter", feedback.get("splitter_model") if feedback.get("splitter") == "llm" else None)]
-    for role, name in roles:
+    utilization = model.get("gpu_memory_utilization", 0.9)
+    roles = [("sampler", "sampler", model["policy"]), ("labeler", "labeler", feedback.get("labeler_model")),
+             ("splitter", "text", feedback.get("splitter_model") if feedback.get("splitter") == "llm" else None)]
+    for role, key, name in roles:
         if not name or name in ("zoo", "self"):
             continue
         g = policy if name == model["policy"] else geometry(name)
+        tp, dtype = setting(key, "tensor_parallel_size", 1), setting(key, "dtype", "float32")
         parts = engine_memory(g, dtype=dtype, tensor_parallel_size=tp, gpu_gb=gpu_gb, utilization=utilization)
         lines.append(f"{role} ({name}, {dtype}, tensor parallel {tp}): weights {parts['weights'] / GB:.1f} GB per GPU, "
                      f"KV cache {parts['kv_cache'] / GB:.1f} GB ({parts['kv_tokens']:,.0f} tokens) "
@@ -152,7 +160,7 @@ def estimate(cfg: dict, gpu_gb: float = 80.0) -> tuple[list[str], list[str]]:
         if parts["kv_tokens"] < model.get("max_model_len", 4096):  # vLLM refuses to start below one request
             warnings.append(f"{role} weights need {parts['weights'] / GB:.0f} GB per GPU, leaving too little of "
                             f"{utilization:.0%} of a {gpu_gb:.0f} GB GPU for one request's KV cache "
-                            f"(model.max_model_len): raise model.tensor_parallel_size")
+                            f"(model.max_model_len): raise resources.{key}.tensor_parallel_size")
     return lines, warnings
 
 

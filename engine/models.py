@@ -1,9 +1,11 @@
 """The models a round's stages call, held by actor groups of an executor, and given to stages as handles.
 
-The samplers (the base policy in vLLM, serving any round's adapter) live for the whole run; the labelers
-and other policies named by a stage (AMP's ``feedback.amp.models``) live until the train stage frees
-their memory; a text model lives only for its stage. A handle is a plain callable (feedback/sources.py
-lists each kind), one per actor, so a sharded stage runs one shard per actor at a time.
+The samplers (the base policy in vLLM, serving any round's adapter) live for the whole run (unless
+``resources.release_samplers_for_training`` frees them for DPO); the labelers and other policies named by a
+stage (AMP's ``feedback.amp.models``) live until the train stage frees their memory; a text model lives
+only for its stage. Each group has its role's resources (engine/resources.py). A handle is a plain
+callable (feedback/sources.py lists each kind), one per actor, so a sharded stage runs one shard per actor
+at a time.
 """
 from __future__ import annotations
 
@@ -34,14 +36,19 @@ class Models:
     def _group(self, key: str, role: str, model: str, count: int, lora: bool = False) -> ActorGroup:
         with self._lock:
             if key not in self.groups:
-                self.groups[key] = self.executor.group(role, count, model, engine_kwargs(self.cfg, lora))
+                self.groups[key] = self.executor.group(role, count, model, engine_kwargs(self.cfg, lora, role))
             return self.groups[key]
 
     def samplers(self) -> ActorGroup:
-        return self._group("samplers", "sampler", self.policy, self.cfg.resources.sampler_actors, lora=True)
+        return self._group("samplers", "sampler", self.policy, self.cfg.resources.sampler.actors, lora=True)
 
     def labelers(self) -> ActorGroup:
-        return self._group("labelers", "labeler", self.labeler_model, self.cfg.resources.labeler_actors)
+        return self._group("labelers", "labeler", self.labeler_model, self.cfg.resources.labeler.actors)
+
+    def free_for_training(self) -> None:
+        """Before DPO: the labelers and other policies go, and the samplers too with
+        ``resources.release_samplers_for_training`` (the next stage that samples starts them again)."""
+        self.release("labelers", "models", *(("samplers",) if self.cfg.resources.release_samplers_for_training else ()))
 
     def release(self, *keys: str) -> None:
         """Kills the named groups ("labelers", "models": every other policy; none: all of them)."""
@@ -65,7 +72,7 @@ class Models:
     def handles(self, uses: str, k: int, model: str = ""):
         """The handles a stage asked for (``uses``; feedback/sources.py), for round k."""
         if uses == "text":
-            group = self.executor.group("splitter", 1, self.resolve_model(model), engine_kwargs(self.cfg, lora=False))
+            group = self.executor.group("text", 1, self.resolve_model(model), engine_kwargs(self.cfg, False, "text"))
             try:
                 yield [lambda prompts, max_tokens=256: group.call(0, "complete", prompts, max_tokens=max_tokens)]
             finally:

@@ -68,7 +68,7 @@ def train_stage(cfg: Config, store: RunStore, models: Models, executor: Executor
     renamed in); no pairs carries the previous policy over unchanged."""
     def train(ctx: RoundContext, _, __):
         k, t = ctx.round, cfg.train
-        models.release("labelers", "models")  # their memory goes to the trainer
+        models.free_for_training()  # their memory goes to the trainer
         policy = store.policy(k)
         tmp = policy.with_name("policy.tmp")
         shutil.rmtree(tmp, ignore_errors=True)
@@ -79,16 +79,17 @@ def train_stage(cfg: Config, store: RunStore, models: Models, executor: Executor
             shutil.copytree(previous.path, tmp) if previous else tmp.mkdir(parents=True)
         else:
             # The trainer's checkpoints outlive a crash: a restarted train stage resumes from the last one.
-            # resources.trainer_actors > 1: one data-parallel group (gloo on CPU, NCCL on GPUs); rank 0 saves.
-            trainers = executor.group("trainer", cfg.resources.trainer_actors)
+            # resources.trainer.actors > 1: one data-parallel group (gloo on CPU, NCCL on GPUs); rank 0 saves.
+            role = cfg.resources.role("trainer", cfg.model)
+            trainers = executor.group("trainer", role.actors)
             group = {"world_size": len(trainers),
                      "master": trainers.call(0, "rendezvous") if len(trainers) > 1 else "127.0.0.1:29500"}
             arguments = dict(
                 base_model=policy_model, pairs_dir=str(store.stage_dir(k, "pairs")), out_dir=str(tmp),
                 previous_adapter=previous.path if previous else None, reference=t.reference, beta=t.beta, lr=t.lr,
                 epochs=t.epochs, batch_size=t.batch_size, lora_r=t.lora_r, lora_alpha=t.lora_alpha, threads=t.threads,
-                seed=derive_seed(cfg.run.seed, k, "train"), use_cpu=cfg.resources.num_gpus_per_actor == 0,
-                dtype=cfg.model.dtype, loss=t.loss, checkpoint_dir=str(store.checkpoints(k)), save_steps=t.save_steps,
+                seed=derive_seed(cfg.run.seed, k, "train"), use_cpu=not role.on_gpu,
+                dtype=role.dtype, loss=t.loss, checkpoint_dir=str(store.checkpoints(k)), save_steps=t.save_steps,
                 sft_weight=t.sft_weight, ld_alpha=t.ld_alpha, gradient_checkpointing=t.gradient_checkpointing,
                 grad_accum_steps=t.grad_accum_steps, max_length=t.max_length, min_pixels=cfg.model.min_pixels,
                 max_pixels=cfg.model.max_pixels, **group)

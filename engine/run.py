@@ -147,10 +147,12 @@ def summary_table(store: RunStore, suites: list[str]) -> str:
     return "\n".join(suite_tables(read_rounds(store.root), suites, None))
 
 
-def run(cfg: Config, store: RunStore) -> None:
+def run(cfg: Config, store: RunStore, run_dir: Path | str | None = None) -> None:
+    """``run_dir``: the run directory as the user gave it (relative or not; default ``run.root``/``run.name``)."""
     from engine.actors import connect_ray
     from engine.executor import RayExecutor
     from engine.models import Models
+    from engine.planner import check_shared_root, cluster_nodes, plan
     from engine.rounds import Rounds
 
     start = time.time()
@@ -163,6 +165,9 @@ def run(cfg: Config, store: RunStore) -> None:
         getattr(ctypes.CDLL(None), "mallopt", lambda *_: 0)(M_MMAP_THRESHOLD, 128 * 1024)
     policy, labeler = resolve_models(cfg)
     connect_ray(cfg)
+    nodes = cluster_nodes()
+    check_shared_root(run_dir or Path(cfg.run.root) / cfg.run.name, len(nodes))
+    print("[candor] " + "\n".join(plan(cfg, nodes)), flush=True)  # refuses, before any work, what cannot fit
     executor = RayExecutor(cfg)
     models = Models(cfg, executor, store, policy, labeler, resolve_model=model_resolver(policy))
     try:

@@ -11,7 +11,7 @@ def test_default_config_file_loads_and_overrides_apply():
     cfg = load_config("configs/shapes-rlaifv.yaml", ["sampling.n=4", "train.lr=1e-4", "feedback.labeler=oracle",
                                                       "model.enforce_eager=false", "resources.num_gpus_per_actor=1"])
     assert (cfg.sampling.n, cfg.train.lr, cfg.feedback.labeler) == (4, 1e-4, "oracle")
-    assert cfg.model.enforce_eager is False and cfg.resources.num_gpus_per_actor == 1.0
+    assert cfg.model.enforce_eager is False and cfg.resources.trainer.gpus == 1.0
     assert config_from_dict(cfg.to_dict()) == cfg
 
 
@@ -200,7 +200,7 @@ def test_force_across_a_change_drops_the_unfinished_stages_shards_and_keeps_fini
     store.write_shard(1, "sample", 0, [{"old": 1}])  # half done under the old temperature
     store.checkpoints(1).joinpath("checkpoint-3").mkdir(parents=True)
     two_trainers = load_config("configs/shapes-rlaifv.yaml", ["resources.trainer_actors=2"])
-    assert changed_keys(cfg, two_trainers) == ["resources.trainer_actors"]  # the global batch changes
+    assert changed_keys(cfg, two_trainers) == ["resources.trainer.actors"]  # the global batch changes
     hotter = load_config("configs/shapes-rlaifv.yaml", ["sampling.temperature=1.0"])
     prepare_run(hotter, tmp_path / "run", force=True)
     store = RunStore(tmp_path / "run")

@@ -26,5 +26,7 @@ def test_gpu_config_uses_hub_models_bf16_and_reserves_tensor_parallel_gpus(path)
     for model in (cfg.model.policy, cfg.feedback.labeler_model, cfg.feedback.splitter_model):
         assert "/" in model and not Path(model).exists()
     assert cfg.model.dtype == "bfloat16" and cfg.feedback.splitter == "llm"
-    assert actor_options(cfg, "labeler")["num_gpus"] == cfg.model.tensor_parallel_size
-    assert actor_options(cfg, "trainer")["num_gpus"] == 1
+    # each role its own GPUs: the big labeler spans 2 (tensor parallel), the 7B policy and the trainer 1 each
+    assert cfg.resources.labeler.tensor_parallel_size == 2 and actor_options(cfg, "labeler")["num_gpus"] == 2
+    assert actor_options(cfg, "sampler")["num_gpus"] == 1 and actor_options(cfg, "trainer")["num_gpus"] == 1
+    assert cfg.train.gradient_checkpointing

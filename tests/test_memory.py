@@ -56,9 +56,11 @@ def test_gradient_checkpointing_and_max_length_bring_the_7b_trainer_under_80_gb(
     cfg["model"]["gpu_memory_utilization"] = 0.85
     _, warnings = estimate(cfg, gpu_gb=80)
     assert len(warnings) == 1 and warnings[0].startswith("labeler weights need 70 GB per GPU")
-    assert warnings[0].endswith("raise model.tensor_parallel_size")
-    cfg["model"]["tensor_parallel_size"] = 2
-    assert estimate(cfg, gpu_gb=80)[1] == []
+    assert warnings[0].endswith("raise resources.labeler.tensor_parallel_size")
+    cfg["resources"] = {"labeler": {"tensor_parallel_size": 2}}  # the labeler's own, the policy's stays 1
+    lines, warnings = estimate(cfg, gpu_gb=80)
+    assert warnings == [] and "labeler (llava-hf/llava-v1.6-34b-hf, bfloat16, tensor parallel 2)" in "\n".join(lines)
+    assert "sampler (llava-hf/llava-1.5-7b-hf, bfloat16, tensor parallel 1)" in "\n".join(lines)
 
 
 @pytest.mark.parametrize("config", ["llava-1.5-7b-rlaifv.yaml", "qwen2.5-vl-7b-rlaifv.yaml"])
@@ -67,4 +69,4 @@ def test_cli_prints_every_role_of_the_gpu_configs(config, capsys):
     out = capsys.readouterr().out
     for role in ("trainer", "sampler", "labeler", "splitter"):
         assert f"\n{role} (" in "\n" + out
-    assert "WARNING: trainer needs" in out  # the configs as they stand leave gradient checkpointing off
+    assert "WARNING" not in out  # gradient checkpointing on, the big labelers over 2 GPUs: every role fits

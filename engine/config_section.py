@@ -1,0 +1,42 @@
+"""The base of every config section (engine/config.py, engine/resources.py): strict keys, validated
+assignment, no inf or nan, and the command line's strings read as the field's type."""
+from __future__ import annotations
+
+from typing import Annotated
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Positive = Annotated[int, Field(ge=1)]
+NonNegative = Annotated[int, Field(ge=0)]
+
+
+class Section(BaseModel):
+    """A config section: unknown keys refused, every assignment validated, no inf or nan anywhere."""
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _parse_command_line(cls, data):
+        """A bool is not a number (YAML's ``true`` for a seed); a comma-separated string is a list; "none" is
+        None; a string for a mapping is read as YAML flow (``{worker: 1}``)."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for name, value in data.items():
+            field = cls.model_fields.get(name)
+            if field is None:
+                continue
+            kind = str(field.annotation)
+            if isinstance(value, bool) and field.annotation in (int, float):
+                raise ValueError(f"{name}: expected {field.annotation.__name__}, got bool {value!r}")
+            if isinstance(value, str) and kind.startswith("list["):
+                data[name] = [v.strip() for v in value.split(",") if v.strip()]
+            if isinstance(value, str) and kind.startswith("dict["):
+                try:
+                    data[name] = yaml.safe_load(value)
+                except yaml.YAMLError:
+                    raise ValueError(f"{name}: cannot read {value!r} as a mapping ({{name: value, ...}})") from None
+            if isinstance(value, str) and "None" in kind and value.strip().lower() in ("none", "null", ""):
+                data[name] = None
+        return data
