@@ -26,7 +26,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from engine.config_section import NonNegative, Positive, Section
+from feedback.sections import NonNegative, Positive, Section
 
 ROLES = ("sampler", "labeler", "text", "trainer")
 DType = Literal["float32", "bfloat16", "float16", "auto"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Positive = Annotated[int, Field(ge=1)]
@@ -24,7 +25,8 @@ class Section(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _parse_command_line(cls, data):
-        """A bool is not a number (YAML's ``true`` for a seed); a comma-separated string is a list; "none" is None."""
+        """A bool is not a number (YAML's ``true`` for a seed); a comma-separated string is a list; "none" is
+        None; a string for a mapping is read as YAML flow (``{worker: 1}``)."""
         if not isinstance(data, dict):
             return data
         data = dict(data)
@@ -37,6 +39,11 @@ class Section(BaseModel):
                 raise ValueError(f"{name}: expected {field.annotation.__name__}, got bool {value!r}")
             if isinstance(value, str) and kind.startswith("list["):
                 data[name] = [v.strip() for v in value.split(",") if v.strip()]
+            if isinstance(value, str) and kind.startswith("dict["):
+                try:
+                    data[name] = yaml.safe_load(value)
+                except yaml.YAMLError:
+                    raise ValueError(f"{name}: cannot read {value!r} as a mapping ({{name: value, ...}})") from None
             if isinstance(value, str) and "None" in kind and value.strip().lower() in ("none", "null", ""):
                 data[name] = None
         return data
