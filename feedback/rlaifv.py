@@ -81,14 +81,16 @@ def sample_stage(ctx: RoundContext, generate, prompts: list[dict]) -> list[dict]
     return sample_answers(prompts, sample, ctx.cfg.run.seed, ctx.round)
 
 
-def split_stage(ctx: RoundContext, complete, prompts: list[dict]) -> tuple[list[dict], dict]:
-    """Rule-based split, or with ``complete`` (feedback.splitter=llm) RLAIF-V's LLM divide step."""
-    samples = ctx.read("sample")
+def split_stage(ctx: RoundContext, complete, prompts: list[dict]) -> list[dict]:
+    """One shard's answers divided into claims: rule-based, or with ``complete`` (feedback.splitter=llm) RLAIF-V's
+    LLM divide step, an answer repeated within the shard asked once. Greedy decoding of the same shard gives the
+    same claims whether the stage ran whole or was resumed shard by shard."""
+    samples = ctx.rows("sample", prompts)
     if complete is None:
-        return split_answers(samples), {}
+        return split_answers(samples)
     responses = list(dict.fromkeys(s["response"] for s in samples))
     by_response = dict(zip(responses, llm_split_claims(responses, complete, ctx.cfg.feedback.splitter_max_tokens)))
-    return split_answers(samples, splitter=by_response.__getitem__), {}
+    return split_answers(samples, splitter=by_response.__getitem__)
 
 
 def verify_stage(ctx: RoundContext, labeler, prompts: list[dict]) -> list[dict]:
@@ -111,7 +113,8 @@ def verify_summary(verified: list[dict]) -> dict:
 def claim_check_stages(cfg) -> list[Stage]:
     """split -> verify: every answer of the sample table divided into claims and checked by the labeler."""
     llm = cfg.feedback.splitter == "llm"
-    return [Stage("split", split_stage, uses="text" if llm else "", model=cfg.feedback.splitter_model if llm else ""),
+    return [Stage("split", split_stage, uses="text" if llm else "", sharded=True,
+                  model=cfg.feedback.splitter_model if llm else ""),
             Stage("verify", verify_stage, uses="labeler", sharded=True)]
 
 
