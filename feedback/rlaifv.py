@@ -9,6 +9,7 @@ any sharding, produces the same rows. ``split_stage`` and ``verify_stage`` are r
 from __future__ import annotations
 
 from collections import defaultdict
+from functools import partial
 
 from feedback.claims import llm_split_claims, split_claims
 from feedback.inputs import decode_image
@@ -83,13 +84,16 @@ def sample_stage(ctx: RoundContext, generate, prompts: list[dict]) -> list[dict]
 
 def split_stage(ctx: RoundContext, complete, prompts: list[dict]) -> list[dict]:
     """One shard's answers divided into claims: rule-based, or with ``complete`` (feedback.splitter=llm) RLAIF-V's
-    LLM divide step, an answer repeated within the shard asked once. Greedy decoding of the same shard gives the
-    same claims whether the stage ran whole or was resumed shard by shard."""
+    LLM divide step (questions by ``feedback.splitter_rewrite_model`` when set), an answer repeated within the
+    shard asked once. Greedy decoding of the same shard gives the same claims whether the stage ran whole or
+    was resumed shard by shard."""
     samples = ctx.rows("sample", prompts)
     if complete is None:
         return split_answers(samples)
+    f = ctx.cfg.feedback
+    rewrite = partial(complete, model=f.splitter_rewrite_model) if f.splitter_rewrite_model else None
     responses = list(dict.fromkeys(s["response"] for s in samples))
-    by_response = dict(zip(responses, llm_split_claims(responses, complete, ctx.cfg.feedback.splitter_max_tokens)))
+    by_response = dict(zip(responses, llm_split_claims(responses, complete, f.splitter_max_tokens, rewrite)))
     return split_answers(samples, splitter=by_response.__getitem__)
 
 
