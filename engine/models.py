@@ -72,11 +72,20 @@ class Models:
     def handles(self, uses: str, k: int, model: str = ""):
         """The handles a stage asked for (``uses``; feedback/sources.py), for round k."""
         if uses == "text":
-            group = self.executor.group("text", 1, self.resolve_model(model), engine_kwargs(self.cfg, False, "text"))
+            groups: dict[str, ActorGroup] = {}  # the stage's model and any other text model it asks (each once)
+
+            def complete(prompts, max_tokens=256, model=None, stage_model=model):
+                name = model or stage_model
+                with self._lock:
+                    if name not in groups:
+                        kwargs = engine_kwargs(self.cfg, False, "text")
+                        groups[name] = self.executor.group("text", 1, self.resolve_model(name), kwargs)
+                return groups[name].call(0, "complete", prompts, max_tokens=max_tokens)
             try:
-                yield [lambda prompts, max_tokens=256: group.call(0, "complete", prompts, max_tokens=max_tokens)]
+                yield [complete]
             finally:
-                group.kill()
+                for group in groups.values():
+                    group.kill()
         elif uses == "policy":
             samplers = self.samplers()
             yield [self._policy_handle(samplers, i, k) for i in range(len(samplers))]

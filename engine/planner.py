@@ -52,8 +52,8 @@ def stage_groups(cfg: Config) -> list[tuple[str, dict[str, tuple[Role, int]]]]:
         during = {}
         if uses == "policy":
             alive["samplers"] = role("sampler")
-            if f.amp_models:  # AMP's other policies: one sampler-shaped engine each, until training
-                alive["models"] = role("sampler", len(f.amp_models))
+            if f.amp.models:  # AMP's other policies: one sampler-shaped engine each, until training
+                alive["models"] = role("sampler", len(f.amp.models))
         elif uses == "labeler" and f.labeler == "vlm":
             alive["labelers"] = role("labeler")
         elif uses == "labeler" and f.labeler == "self":

@@ -5,7 +5,8 @@ be made for any run, finished or not, on any machine: ``python -m evaluation.rep
 Sections: the best round by a suite's metric, that suite's figures per round with the pair and DPO figures,
 every evaluation suite's figures per round (a table and a plot each), pair yield and score margins, DPO loss and reward accuracy (per step from ``policy/candor_train.json``'s ``log_history`` when
 the trainer wrote it, else per round from ``train/_SUCCESS``), stage wall times, example pairs with every
-claim marked accepted or rejected, held-out answers before and after, and the best round by a metric.
+claim marked accepted or rejected, BPO's injected negatives, held-out answers before and after,
+and the best round by a metric.
 """
 from __future__ import annotations
 
@@ -165,6 +166,21 @@ def _example_pairs(run_dir: Path, rounds, count: int) -> list[str]:
     return lines
 
 
+def _injected_negatives(run_dir: Path, rounds, count: int) -> list[str]:
+    """BPO's error-injected negatives of the last round that made them, under each prompt's reference."""
+    made = [r["round"] for r in rounds if "inject" in r["stages"] and "prompts" in r["stages"]]
+    if not made or count <= 0:
+        return []
+    run, k, negatives = RunLayout(run_dir), made[-1], {}
+    for row in run.read_stage(k, "inject", ["prompt_id", "response"]):
+        negatives.setdefault(row["prompt_id"], []).append(row["response"])
+    lines = [f"## Injected negatives of round {k} (BPO: a reference, then its rewrites with a wrong detail)", ""]
+    for p in [p for p in run.read_stage(k, "prompts", ["id", "reference"]) if p["id"] in negatives][:count]:
+        lines += [f"**{escape(p['id'])}** — reference: {escape(p['reference'])}", ""]
+        lines += [f"* injected: {escape(text)}" for text in negatives[p["id"]]] + [""]
+    return lines
+
+
 def _before_after(run_dir: Path, suite: str, best: int | None, count: int, shapes: bool) -> list[str]:
     if best is None or best == 0 or count <= 0:
         return []
@@ -245,7 +261,8 @@ def write_report(run_dir: str | Path, metric: str = "chair_i", lower_is_better: 
             cells = [f"{r['seconds'][s]:.0f}" if s in r["seconds"] else "-" for s in stages]
             lines.append(f"| {r['round']} | " + " | ".join(cells) + f" | {sum(r['seconds'].values()):.0f} |")
         lines.append("")
-    lines += _example_pairs(run, rounds, examples) + _before_after(run, suite, best, examples, shapes)
+    lines += _example_pairs(run, rounds, examples) + _injected_negatives(run, rounds, examples) + \
+        _before_after(run, suite, best, examples, shapes)
     report = run / "report.md"
     tmp = report.with_name(".report.md.tmp")
     tmp.write_text("\n".join(lines))

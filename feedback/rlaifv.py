@@ -10,6 +10,7 @@ any sharding, produces the same rows. ``split_stage`` and ``verify_stage`` are r
 from __future__ import annotations
 
 from collections import defaultdict
+from functools import partial
 
 from feedback.claims import llm_split_claims, split_claims
 from feedback.inputs import decode_image
@@ -83,14 +84,19 @@ def sample_stage(ctx: RoundContext, generate, prompts: list[dict]) -> list[dict]
     return sample_answers(prompts, sample, ctx.cfg.run.seed, ctx.round)
 
 
-def split_stage(ctx: RoundContext, complete, prompts: list[dict]) -> tuple[list[dict], dict]:
-    """Rule-based split, or with ``complete`` (feedback.splitter=llm) RLAIF-V's LLM divide step."""
-    samples = ctx.read("sample")
+def split_stage(ctx: RoundContext, complete, prompts: list[dict]) -> list[dict]:
+    """One shard's answers divided into claims: rule-based, or with ``complete`` (feedback.splitter=llm) RLAIF-V's
+    LLM divide step (questions by ``feedback.splitter_rewrite_model`` when set), an answer repeated within the
+    shard asked once. Greedy decoding of the same shard gives the same claims whether the stage ran whole or
+    was resumed shard by shard."""
+    samples = ctx.rows("sample", prompts)
     if complete is None:
-        return split_answers(samples), {}
+        return split_answers(samples)
+    f = ctx.cfg.feedback
+    rewrite = partial(complete, model=f.splitter_rewrite_model) if f.splitter_rewrite_model else None
     responses = list(dict.fromkeys(s["response"] for s in samples))
-    by_response = dict(zip(responses, llm_split_claims(responses, complete, ctx.cfg.feedback.splitter_max_tokens)))
-    return split_answers(samples, splitter=by_response.__getitem__), {}
+    by_response = dict(zip(responses, llm_split_claims(responses, complete, f.splitter_max_tokens, rewrite)))
+    return split_answers(samples, splitter=by_response.__getitem__)
 
 
 def verify_stage(ctx: RoundContext, labeler, prompts: list[dict]) -> list[dict]:
@@ -118,7 +124,8 @@ CLAIM_CHECK_KEYS = ("labeler", "splitter")
 def claim_check_stages(cfg) -> list[Stage]:
     """split -> verify: every answer of the sample table divided into claims and checked by the labeler."""
     llm = cfg.feedback.splitter == "llm"
-    return [Stage("split", split_stage, uses="text" if llm else "", model=cfg.feedback.splitter_model if llm else ""),
+    return [Stage("split", split_stage, uses="text" if llm else "", sharded=True,
+                  model=cfg.feedback.splitter_model if llm else ""),
             Stage("verify", verify_stage, uses="labeler", sharded=True)]
 
 

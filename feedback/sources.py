@@ -23,8 +23,8 @@ model callable named by ``uses``; the engine builds it (no Ray or vLLM here):
   (image, question) items; ``policy`` None is the current policy, an int j round j's policy (0 = the
   starting one), a str another model (a path or hub id).
 - ``labeler``: ``labeler(images, questions, metadata) -> p_yes`` (feedback/labelers.py).
-- ``text``: ``complete(prompts, max_tokens=256) -> completions`` from the text model named by the stage's
-  ``model``.
+- ``text``: ``complete(prompts, max_tokens=256, model=None) -> completions`` from the text model named by the
+  stage's ``model``, or by ``model`` (another text model, started on first use and kept for the stage).
 """
 from __future__ import annotations
 

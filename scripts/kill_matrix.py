@@ -59,7 +59,7 @@ KILLS = [
     Kill("prompts-end", "prompts", "boundary", "done:prompts@1"),
     Kill("sample-mid", "sample", "middle", "wrote:sample:0@1"),
     Kill("sample-end", "sample", "boundary", "done:sample@1"),
-    Kill("split-mid", "split", "middle", "write:split:0@1"),
+    Kill("split-mid", "split", "middle", "wrote:split:0@1"),
     Kill("split-end", "split", "boundary", "done:split@1"),
     Kill("verify-mid", "verify", "middle", "wrote:verify:0@1"),
     Kill("verify-end", "verify", "boundary", "done:verify@1"),

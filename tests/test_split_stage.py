@@ -1,0 +1,96 @@
+"""The split stage, shard by shard: it divides only its shard's answers, the LLM path asks an optional separate
+question-rewrite model (feedback.splitter_rewrite_model), and the engine's text handle starts that model once
+beside the stage's own and frees both when the stage ends."""
+import pytest
+
+from engine.config import ConfigError, load_config
+from feedback.rlaifv import claim_check_stages, split_stage
+from feedback.sources import RoundContext
+
+SAMPLES = [{"prompt_id": "p1", "sample": 0, "response": "A brown dog."},
+           {"prompt_id": "p1", "sample": 1, "response": "A brown dog."},
+           {"prompt_id": "p2", "sample": 0, "response": "There is a red circle at the top left."}]
+
+
+def context(*overrides):
+    cfg = load_config("configs/shapes-rlaifv.yaml", list(overrides))
+    return RoundContext(cfg, 1, {}, lambda stage: SAMPLES if stage == "sample" else [])
+
+
+class Models:
+    """complete(prompts, max_tokens, model) of the text handle; records which model got which kind of prompt."""
+
+    def __init__(self):
+        self.asked = []
+
+    def __call__(self, prompts, max_tokens=256, model=None):
+        kind = "facts" if "List every atomic" in prompts[0] else "questions"
+        self.asked.append((model, kind, len(prompts)))
+        if kind == "facts":
+            return ["- There is a dog.\n- The dog is brown." for _ in prompts]
+        return ["Is there a dog in the image?", "Is the dog brown?"][:len(prompts)] if model else ["Yes."] * len(prompts)
+
+
+def test_the_split_stage_is_sharded_and_divides_only_its_shards_answers():
+    [split, verify] = claim_check_stages(context().cfg)
+    assert split.sharded and verify.sharded and split.uses == ""
+    rows = split_stage(context(), None, [{"id": "p2"}])
+    assert [(r["prompt_id"], r["sample"]) for r in rows] == [("p2", 0)]
+    assert rows[0]["questions"] == ["Is there a red circle in the image?", "Is the red circle at the top left?"]
+
+
+def test_the_llm_split_asks_a_separate_rewrite_model_when_one_is_configured():
+    models = Models()
+    ctx = context("feedback.splitter=llm", "feedback.splitter_rewrite_model=org/rewriter")
+    assert claim_check_stages(ctx.cfg)[0].uses == "text"
+    rows = split_stage(ctx, models, [{"id": "p1"}])
+    # one fact list for the shard's one distinct answer (asked of the stage's model), its two facts rewritten
+    # by the rewrite model
+    assert models.asked == [(None, "facts", 1), ("org/rewriter", "questions", 2)]
+    assert [r["questions"] for r in rows] == [["Is there a dog in the image?", "Is the dog brown?"]] * 2
+    assert [r["claims"] for r in rows] == [["There is a dog.", "The dog is brown."]] * 2
+
+
+def test_without_a_rewrite_model_the_splitters_own_model_writes_the_questions():
+    models = Models()
+    rows = split_stage(context("feedback.splitter=llm"), models, [{"id": "p1"}])
+    assert models.asked == [(None, "facts", 1), (None, "questions", 2)]
+    # "Yes." is no question: each fact is rewritten by the rule splitter
+    assert rows[0]["questions"] == ["Is there a dog in the image?", "Is the dog brown?"]
+
+
+def test_a_missing_rewrite_model_path_is_refused_by_the_config():
+    assert load_config("configs/shapes-rlaifv.yaml").feedback.splitter_rewrite_model == ""
+    with pytest.raises(ConfigError, match="feedback.splitter_rewrite_model: model path '/no/such/model'"):
+        load_config("configs/shapes-rlaifv.yaml", ["feedback.splitter_rewrite_model=/no/such/model"])
+
+
+def test_the_text_handle_starts_each_asked_model_once_and_frees_them_with_the_stage(tmp_path):
+    from engine.models import Models as EngineModels
+
+    started, killed = [], []
+
+    class Group:
+        def __init__(self, model):
+            self.model = model
+
+        def call(self, index, method, prompts, max_tokens):
+            return [f"{self.model}:{max_tokens}:{p}" for p in prompts]
+
+        def kill(self):
+            killed.append(self.model)
+
+    class Executor:
+        def group(self, role, count, model, kwargs):
+            assert (role, count) == ("splitter", 1)
+            started.append(model)
+            return Group(model)
+
+    cfg = load_config("configs/shapes-rlaifv.yaml")
+    models = EngineModels(cfg, Executor(), None, "policy", "labeler", resolve_model=lambda name: f"/models/{name}")
+    with models.handles("text", 1, "smollm2") as [complete]:
+        assert complete(["a"], max_tokens=8) == ["/models/smollm2:8:a"]
+        assert complete(["b"], max_tokens=4, model="org/rewriter") == ["/models/org/rewriter:4:b"]
+        assert complete(["c"]) == ["/models/smollm2:256:c"]
+        assert started == ["/models/smollm2", "/models/org/rewriter"] and killed == []
+    assert killed == ["/models/smollm2", "/models/org/rewriter"]
