@@ -27,7 +27,7 @@ def test_each_stage_holds_what_is_alive_then():
     assert holds(cfg, "verify") == {"sampler": 2, "labeler": 1}
     assert holds(cfg, "train") == {"sampler": 2, "trainer": 1}  # the labeler went before training
     released = load_config(LLAVA, ["resources.release_samplers_for_training=true"])
-    assert holds(released, "train") == {"trainer": 1} and holds(released, "eval/shapesworld") == {"sampler": 2}
+    assert holds(released, "train") == {"trainer": 1} and holds(released, "eval/chair-coco") == {"sampler": 2}
 
 
 def test_a_cluster_that_holds_the_peak_gets_a_plan_with_every_stage():

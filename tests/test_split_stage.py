@@ -82,7 +82,7 @@ def test_the_text_handle_starts_each_asked_model_once_and_frees_them_with_the_st
 
     class Executor:
         def group(self, role, count, model, kwargs):
-            assert (role, count) == ("splitter", 1)
+            assert (role, count) == ("text", 1)
             started.append(model)
             return Group(model)
 
