@@ -44,7 +44,7 @@ def prefix_caching_gain(ctx: Context, split_rows: list[dict], threads: int) -> d
 
     by_id = {p["id"]: p for p in ctx.prompt_rows()}
     set_torch_threads(threads)
-    engines = {on: VLLMEngine(ctx.labeler, **engine_kwargs(ctx.cfg, lora=False), enable_prefix_caching=on)
+    engines = {on: VLLMEngine(ctx.labeler, **engine_kwargs(ctx.cfg, False, "labeler"), enable_prefix_caching=on)
                for on in (True, False)}
     best = {True: float("inf"), False: float("inf")}
     for _ in range(ctx.repeats):

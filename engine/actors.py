@@ -110,6 +110,9 @@ def connect_ray(cfg: Config) -> None:
     # gloo (vLLM's CPU process groups, the trainers' data-parallel group) listens on the address the host
     # name resolves to, a LAN address on most machines: a local run keeps it on the loopback interface.
     os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
+    # Ray gives a new raylet 60 s to register with the GCS; on a loaded 2-core machine it took longer and the
+    # run died in ray.init ("The current node timed out during startup").
+    os.environ.setdefault("RAY_raylet_start_wait_time_s", "300")
     # Stages run one after another, so actors that wait idle may share cores: reserve logical CPUs for all.
     roles = [cfg.resources.role(name, cfg.model) for name in ("sampler", "labeler", "trainer")]
     cpus = max(os.cpu_count() or 1, sum(r.cpus * r.actors for r in roles))

@@ -63,15 +63,62 @@ def placement(node_names: dict[str, str]) -> list[tuple[str, str, str]]:
                   for a in list_actors(limit=1000) if a.class_name.endswith("Actor"))
 
 
+def interrupt(cluster, worker, names: dict, workdir: Path, start: float) -> None:
+    """Steps 1-4 of the module docstring."""
+    import ray
+
+    result = iterate("runs/relative", cluster.address, workdir)
+    print(f"\n[two-node] 1. relative run directory: exit {result.returncode}\n{tail(result.stderr, 1)}")
+    assert result.returncode == 2 and "relative, on a cluster of 2 nodes" in result.stderr
+
+    reference, resumed = workdir / "reference", workdir / "resumed"
+    result = iterate(str(reference), cluster.address, workdir)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    print(f"\n[two-node] 2. reference round: exit 0 in {time.time() - start:.0f}s; the plan it printed:")
+    print("\n".join("    " + line for line in result.stdout.splitlines() if line.startswith(("[candor] plan", "  "))
+                    and "{" in line))
+    where = placement(names)
+    print("  actors (class, node, state) from ray.util.state.list_actors:")
+    print("\n".join(f"    {c:<14} {n:<7} {s}" for c, n, s in where))
+    nodes_of = {c: {n for cls, n, _ in where if cls == c} for c in ("SamplerActor", "TrainerActor")}
+    assert nodes_of == {"SamplerActor": {"worker"}, "TrainerActor": {"head"}}, nodes_of
+
+    driver = iterate(str(resumed), cluster.address, workdir, wait=False)
+    first_shard = resumed / "rounds/001/sample/part-00000.parquet"
+    while not first_shard.exists() and driver.poll() is None:
+        time.sleep(0.05)
+    shards = len(list(first_shard.parent.glob("part-*.parquet")))
+    cluster.remove_node(worker, allow_graceful=False)
+    output = driver.communicate(timeout=900)[0]
+    errors = [line for line in output.splitlines() if "Error" in line and "state-dump" not in line]
+    print(f"\n[two-node] 3. worker node killed with {shards} of 8 sample shards written; the driver: "
+          f"exit {driver.returncode}\n{tail(chr(10).join(errors[-1:]) or output, 1)[:600]}")
+    sample_done = (resumed / "rounds/001/sample/_SUCCESS").exists()
+    print(f"  sample stage finished before the kill: {sample_done}; pairs made: "
+          f"{(resumed / 'rounds/001/pairs/_SUCCESS').exists()}")
+    assert driver.returncode != 0
+    while any(n["Alive"] and "worker" in n["Resources"] for n in ray.nodes()):  # the GCS's health check
+        time.sleep(1)
+
+    result = iterate(str(resumed), cluster.address, workdir)
+    print(f"\n[two-node] 4. restarted without the worker node: exit {result.returncode}\n{tail(result.stderr, 1)}")
+    assert result.returncode == 2 and "worker" in result.stderr
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", default="/tmp/candor-two-node", help="run directories (deleted first)")
+    parser.add_argument("--resume-only", action="store_true",
+                        help="step 5 only, on a fresh cluster, for a workdir whose run was interrupted before")
     args = parser.parse_args()
     # Every Ray socket on 127.0.0.1 (DESIGN.md §4); the raylets' workers import this checkout.
     # A raylet on a loaded 2-core machine took over Ray's 60 s to register. Ray adds a niceness of 15 to its
     # workers: on top of this script's `nice -n 15` the actors ran at 19 and got no core (as connect_ray does).
     os.environ.setdefault("RAY_raylet_start_wait_time_s", "300")
     os.environ.setdefault("RAY_worker_niceness", "0")
+    # Ray's memory monitor kills a worker when the machine passes 95% of its memory, whoever uses it: on a
+    # machine shared with other runs it killed this demo's sampler. The kernel's OOM killer still guards.
+    os.environ.setdefault("RAY_memory_monitor_refresh_ms", "0")
     os.environ.update(RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0", VLLM_LOGGING_LEVEL="ERROR",
                       PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     import ray
@@ -80,8 +127,9 @@ def main() -> int:
 
     ray_constants.ENABLE_RAY_CLUSTER = False
     workdir = Path(args.workdir).resolve()
-    shutil.rmtree(workdir, ignore_errors=True)
-    workdir.mkdir(parents=True)
+    if not args.resume_only:
+        shutil.rmtree(workdir, ignore_errors=True)
+        workdir.mkdir(parents=True)
     start = time.time()
     cluster = Cluster(initialize_head=True, head_node_args={
         "num_cpus": 2, "resources": {"head": 1}, "node_ip_address": "127.0.0.1", "include_dashboard": True,
@@ -97,45 +145,10 @@ def main() -> int:
             print(f"  node {node['NodeID'][:12]} ({names[node['NodeID']]}): raylet {node['NodeManagerAddress']}:"
                   f"{node['NodeManagerPort']}, resources {own}")
 
-        result = iterate("runs/relative", cluster.address, workdir)
-        print(f"\n[two-node] 1. relative run directory: exit {result.returncode}\n{tail(result.stderr, 1)}")
-        assert result.returncode == 2 and "relative, on a cluster of 2 nodes" in result.stderr
-
-        reference = workdir / "reference"
-        result = iterate(str(reference), cluster.address, workdir)
-        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-        print(f"\n[two-node] 2. reference round: exit 0 in {time.time() - start:.0f}s; the plan it printed:")
-        print("\n".join("    " + line for line in result.stdout.splitlines() if line.startswith(("[candor] plan", "  "))
-                        and "{" in line))
-        where = placement(names)
-        print("  actors (class, node, state) from ray.util.state.list_actors:")
-        print("\n".join(f"    {c:<14} {n:<7} {s}" for c, n, s in where))
-        nodes_of = {c: {n for cls, n, _ in where if cls == c} for c in ("SamplerActor", "TrainerActor")}
-        assert nodes_of == {"SamplerActor": {"worker"}, "TrainerActor": {"head"}}, nodes_of
-
-        resumed = workdir / "resumed"
-        driver = iterate(str(resumed), cluster.address, workdir, wait=False)
-        first_shard = resumed / "rounds/001/sample/part-00000.parquet"
-        while not first_shard.exists() and driver.poll() is None:
-            time.sleep(0.05)
-        shards = len(list(first_shard.parent.glob("part-*.parquet")))
-        cluster.remove_node(worker, allow_graceful=False)
-        output = driver.communicate(timeout=900)[0]
-        errors = [line for line in output.splitlines() if "Error" in line and "state-dump" not in line]
-        print(f"\n[two-node] 3. worker node killed with {shards} of 8 sample shards written; the driver: "
-              f"exit {driver.returncode}\n{tail(chr(10).join(errors[-1:]) or output, 1)[:600]}")
-        sample_done = (resumed / "rounds/001/sample/_SUCCESS").exists()
-        print(f"  sample stage finished before the kill: {sample_done}; pairs made: "
-              f"{(resumed / 'rounds/001/pairs/_SUCCESS').exists()}")
-        assert driver.returncode != 0
-        while any(n["Alive"] and "worker" in n["Resources"] for n in ray.nodes()):  # the GCS's health check
-            time.sleep(1)
-
-        result = iterate(str(resumed), cluster.address, workdir)
-        print(f"\n[two-node] 4. restarted without the worker node: exit {result.returncode}\n{tail(result.stderr, 1)}")
-        assert result.returncode == 2 and "worker" in result.stderr
-
-        cluster.add_node(num_cpus=1, resources={"worker": 1}, node_ip_address="127.0.0.1")
+        reference, resumed = workdir / "reference", workdir / "resumed"
+        if not args.resume_only:
+            interrupt(cluster, worker, names, workdir, start)
+            cluster.add_node(num_cpus=1, resources={"worker": 1}, node_ip_address="127.0.0.1")
         result = iterate(str(resumed), cluster.address, workdir)
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
         sample = [line for line in result.stdout.splitlines() if "] sample:" in line and "shards=" in line]
