@@ -38,8 +38,8 @@ def test_one_rlaifv_round_per_architecture(name, tmp_path):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     verify = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     stages = {row["stage"]: row for row in verify if row["round"] == 1}
-    assert {"sample", "split", "verify", "pairs", "train", "eval"} <= set(stages)
+    assert {"sample", "split", "verify", "pairs", "train", "eval/shapesworld"} <= set(stages)
     assert stages["pairs"]["rows"] > 0 and stages["train"]["steps"] >= 1
     assert (run / "rounds/001/policy/adapter_model.safetensors").exists()
-    metrics = json.loads((run / "rounds/001/eval/metrics.json").read_text())
+    metrics = json.loads((run / "rounds/001/eval/shapesworld/metrics.json").read_text())
     assert metrics["n"] == 8 and 0.0 <= metrics["chair_i"] <= 1.0
