@@ -22,9 +22,10 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, create_model
 
+from engine.resources import OLD_KEYS as OLD_RESOURCE_KEYS
 from engine.resources import ROLES, ResourcesConfig
 from feedback.labelers import LabelerKeys
-from feedback.sections import NonNegative, Positive, Section
+from feedback.sections import NonNegative, Positive, Section, nest_old_keys
 from feedback.sources import BUILT_IN, load_source, source_class
 
 
@@ -92,7 +93,7 @@ class SamplingConfig(Section):
 SOURCES = {name: source_class(name) for name in BUILT_IN}
 # Configs written before the per-source sections (an older run's RUN/config.yaml) kept a source's keys flat in
 # feedback: bpo_noise_step is bpo.noise_step, RLAIF-V's max_pairs_per_prompt is rlaifv.max_pairs_per_prompt.
-FLAT_SOURCE_KEYS = {(key if name == "rlaifv" else f"{name}_{key}"): (name, key)
+FLAT_SOURCE_KEYS = {(key if name == "rlaifv" else f"{name}_{key}"): (f"{name}.{key}",)
                     for name, source in SOURCES.items() for key in source.section.model_fields}
 
 
@@ -265,18 +266,27 @@ def _range(owner: type[Section], name: str, kind: str) -> str:
     return "a finite number"
 
 
-def _nest_flat_source_keys(feedback: dict) -> dict:
-    """``feedback`` with an older config's flat source keys (``bpo_noise_step``) moved into their sections."""
-    feedback = dict(feedback)
-    for old in [key for key in feedback if key in FLAT_SOURCE_KEYS]:
-        name, key = FLAT_SOURCE_KEYS[old]
-        section = feedback.get(name) or {}
-        if not isinstance(section, dict):
-            break  # the section itself is refused, naming it
-        if key in section:
-            raise ConfigError(f"feedback.{old}: also given as feedback.{name}.{key}; keep only the latter")
-        feedback[name] = {**section, key: feedback.pop(old)}
-    return feedback
+def _nest_old_keys(data: dict) -> dict:
+    """``{section: {key: value}}`` with every older release's flat key moved to the key it became; ``data`` is
+    one file or one command line (an old key on the command line overrides the file's new key)."""
+    old_keys = {"feedback": FLAT_SOURCE_KEYS, "resources": OLD_RESOURCE_KEYS}
+    try:
+        return {name: nest_old_keys(values, old_keys[name], name) if name in old_keys and isinstance(values, dict)
+                else values for name, values in data.items()}
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+
+
+def _overlay(base: dict, top: dict, where: str = "") -> dict:
+    """``base`` with ``top``'s keys over it, nested mappings merged key by key (the command line over the file)."""
+    merged = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and key in merged:
+            if not isinstance(merged[key], dict):
+                raise ConfigError(f"{where}{key}: expected a mapping of keys, got {merged[key]!r}")
+            value = _overlay(merged[key], value, f"{where}{key}.")
+        merged[key] = value
+    return merged
 
 
 def _build(data: dict) -> Config:
@@ -286,8 +296,6 @@ def _build(data: dict) -> Config:
             raise ConfigError(f"{section}: unknown section (sections: {', '.join(SECTIONS)})")
         if not isinstance(values, dict):
             raise ConfigError(f"{section}: expected a mapping of keys, got {values!r}")
-    if "feedback" in data:
-        data = {**data, "feedback": _nest_flat_source_keys(data["feedback"])}
     sections = {}
     for name, values in data.items():
         try:
@@ -353,8 +361,9 @@ def _check_plugins(cfg: Config) -> None:
 
 def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Config:
     """Reads a YAML config (safe loader), applies ``a.b=value`` overrides (``a.b.c=value`` inside a nested
-    section such as ``feedback.bpo``) in order, and validates."""
-    data: dict = {}
+    section such as ``feedback.bpo``) in order over it, and validates. An older release's flat key is moved to
+    the key it became in the file and in the overrides apart, so one on the command line overrides the file."""
+    data, overrides_data = {}, {}
     if path is not None:
         path = Path(path)
         if not path.is_file():
@@ -372,18 +381,18 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Co
         *path, name = key.strip().split(".")
         if not path or path[0] not in SECTIONS or not name:
             raise ConfigError(f"{key.strip()}: unknown key (sections: {', '.join(SECTIONS)})")
-        values = data
+        values = overrides_data
         for depth, part in enumerate(path):
             values = values.setdefault(part, {})
             if not isinstance(values, dict):
                 raise ConfigError(f"{'.'.join(path[:depth + 1])}: expected a mapping of keys, got {values!r}")
         values[name] = value
-    return _build(data)
+    return _build(_overlay(_nest_old_keys(data), _nest_old_keys(overrides_data)))
 
 
 def config_from_dict(data: dict) -> Config:
     """Rebuilds a Config saved with ``to_dict`` (the run directory's config.yaml)."""
-    return _build(data)
+    return _build(_nest_old_keys(data))
 
 
 SECTIONS: dict[str, type[Section]] = {name: field.annotation for name, field in Config.model_fields.items()}

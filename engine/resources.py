@@ -16,8 +16,9 @@ gpus x tensor_parallel_size (0: the CPU; a fraction shares one card and needs te
 ``tensor_parallel_size`` and ``dtype`` left empty take ``model.tensor_parallel_size`` and ``model.dtype``.
 ``custom_resources`` are Ray resources the actor also asks for (``ray start --resources '{"x": 1}'``),
 which pins a role to the nodes that offer them. The keys of the first releases (``sampler_actors``,
-``labeler_actors``, ``trainer_actors``, ``num_gpus_per_actor``, ``num_cpus_per_actor``) are still read, so
-a run directory's saved config.yaml resumes; they are written back in this form.
+``labeler_actors``, ``trainer_actors``, ``num_gpus_per_actor``, ``num_cpus_per_actor``: ``OLD_KEYS``) are still
+read, so a run directory's saved config.yaml resumes; they are written back in this form. Given on the command
+line they set the roles' keys over the file's; one mapping setting both an old key and a key it became is refused.
 """
 from __future__ import annotations
 
@@ -30,11 +31,10 @@ from feedback.sections import NonNegative, Positive, Section
 
 ROLES = ("sampler", "labeler", "text", "trainer")
 DType = Literal["float32", "bfloat16", "float16", "auto"]
-# The flat keys of the first releases -> the (roles, key) each sets (over the role's own: an override on the
-# command line comes after the file).
-LEGACY_KEYS = {"sampler_actors": (("sampler",), "actors"), "labeler_actors": (("labeler",), "actors"),
-               "trainer_actors": (("trainer",), "actors"), "num_gpus_per_actor": (ROLES, "gpus"),
-               "num_cpus_per_actor": (ROLES, "cpus")}
+# The flat keys of the first releases -> the keys each became (engine/config.py moves them before validation).
+OLD_KEYS = {"sampler_actors": ("sampler.actors",), "labeler_actors": ("labeler.actors",),
+            "trainer_actors": ("trainer.actors",), "num_gpus_per_actor": tuple(f"{role}.gpus" for role in ROLES),
+            "num_cpus_per_actor": tuple(f"{role}.cpus" for role in ROLES)}
 
 
 class TrainerResources(Section):
@@ -75,22 +75,6 @@ class ResourcesConfig(Section):
     # Loading a 34B model onto GPUs takes minutes; an actor Ray cannot place never starts at all.
     ready_timeout_s: Annotated[float, Field(gt=0)] = 1800.0
     release_samplers_for_training: bool = False
-
-    @model_validator(mode="before")
-    @classmethod
-    def _legacy_keys(cls, data):
-        if not isinstance(data, dict) or not LEGACY_KEYS.keys() & data.keys():
-            return data
-        data = dict(data)
-        for old in LEGACY_KEYS.keys() & data.keys():
-            roles, key = LEGACY_KEYS[old]
-            value = data.pop(old)
-            for role in roles:
-                section = data.get(role)
-                section = dict(section.model_dump(exclude_unset=True) if isinstance(section, Section) else section or {})
-                section[key] = value
-                data[role] = section
-        return data
 
     @model_validator(mode="after")
     def _one_text_model(self):

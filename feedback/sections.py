@@ -47,3 +47,27 @@ class Section(BaseModel):
             if isinstance(value, str) and "None" in kind and value.strip().lower() in ("none", "null", ""):
                 data[name] = None
         return data
+
+
+def nest_old_keys(values: dict, old_keys: dict[str, tuple[str, ...]], section: str) -> dict:
+    """Section ``section``'s mapping ``values`` with each flat key of an older release moved to the keys it became
+    (``old_keys``: old name -> dotted keys relative to the section; one old key may set several), so a run
+    directory's saved config.yaml of that release still loads. A mapping that sets both an old key and a key it
+    became is refused: which one was meant is a guess."""
+    values = dict(values)
+    for old in [key for key in values if key in old_keys]:
+        value = values.pop(old)
+        for new in old_keys[old]:
+            *parents, name = new.split(".")
+            inner = values
+            for depth, part in enumerate(parents):
+                below = inner.get(part)
+                if below is not None and not isinstance(below, dict):
+                    where = ".".join([section, *parents[:depth + 1]])
+                    raise ValueError(f"{where}: expected a mapping of keys, got {below!r}")
+                inner[part] = dict(below or {})  # a copy: the caller's mapping is left as it was
+                inner = inner[part]
+            if name in inner:
+                raise ValueError(f"{section}.{old}: also given as {section}.{new}; keep only the latter")
+            inner[name] = value
+    return values

@@ -46,6 +46,7 @@ def test_default_config_file_loads_and_overrides_apply():
     ("feedback.amp.models=org/big,org/small", "feedback.amp.models: lists 2 models but feedback.amp.levels is 4"),
     ("feedback.amp.levels=2 feedback.amp.models=zoo,/no/such/model", "feedback.amp.models: model path '/no/such/model'"),
     ("feedback.bpo_noise_step=1 feedback.bpo.noise_step=2", "feedback.bpo_noise_step: also given as feedback.bpo.noise_step"),
+    ("resources.num_gpus_per_actor=1 resources.labeler.gpus=0", "resources.num_gpus_per_actor: also given as resources.labeler.gpus"),
     ("model.policy=./not/here", "model.policy: model path"),
     ("feedback.labeler_model=no-slash-name", "feedback.labeler_model: model path"),
 ])
@@ -178,6 +179,24 @@ def test_a_run_saved_with_the_flat_source_keys_resumes(tmp_path):
     (tmp_path / "run" / "config.yaml").write_text(yaml.safe_dump(saved))
     prepare_run(cfg, tmp_path / "run")  # nothing changed: no --force needed
     assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["feedback"]["bpo"]["noise_step"] == 900
+
+
+def test_an_old_flat_key_and_the_key_it_became_in_one_mapping_are_refused_and_the_command_line_wins(tmp_path):
+    saved = load_config("configs/shapes-rlaifv.yaml").to_dict()
+    with pytest.raises(ConfigError, match=re.escape("resources.trainer_actors: also given as resources.trainer.actors")):
+        config_from_dict({**saved, "resources": {**saved["resources"], "trainer_actors": 2}})
+    with pytest.raises(ConfigError, match=re.escape("feedback.bpo_k: unknown key")):  # not an old key: seva's k was
+        config_from_dict({**saved, "feedback": {**saved["feedback"], "bpo_k": 2}})
+    both = tmp_path / "both.yaml"
+    both.write_text("feedback:\n  seva_k: 2\n  seva: {k: 3}\n")
+    with pytest.raises(ConfigError, match=re.escape("feedback.seva_k: also given as feedback.seva.k")):
+        load_config(both)
+    # The file sets the new keys, the command line an old one (and the reverse): the command line wins.
+    cfg = load_config("configs/shapes-rlaifv.yaml", ["resources.num_cpus_per_actor=2", "feedback.seva_k=4"])
+    assert [cfg.resources.role(r, cfg.model).cpus for r in ("sampler", "labeler", "text", "trainer")] == [2.0] * 4
+    assert cfg.feedback.seva.k == 4 and cfg.resources.sampler.actors == 1
+    both.write_text("feedback:\n  seva_k: 2\n")
+    assert load_config(both, ["feedback.seva.k=5"]).feedback.seva.k == 5
 
 
 def test_a_mistyped_plugin_stops_iterate_before_any_stage_or_file(tmp_path, capsys):
