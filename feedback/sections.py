@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 Positive = Annotated[int, Field(ge=1)]
 NonNegative = Annotated[int, Field(ge=0)]
@@ -71,3 +71,67 @@ def nest_old_keys(values: dict, old_keys: dict[str, tuple[str, ...]], section: s
                 raise ValueError(f"{section}.{old}: also given as {section}.{new}; keep only the latter")
             inner[name] = value
     return values
+
+
+def error_message(error: dict, prefix: str, section: type[Section]) -> str:
+    """One pydantic error of ``section`` (whose keys sit under the dotted ``prefix``) as ``key: what is wrong``."""
+    loc = [str(part) for part in error["loc"]]
+    key, owner = ".".join([prefix, *loc]), _owner(section, loc)
+    kind, ctx, value = error["type"], error.get("ctx") or {}, error.get("input")
+    if kind == "extra_forbidden":
+        return f"{key}: unknown key (known in {key.rpartition('.')[0]}: {', '.join(owner.model_fields)})"
+    if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than", "finite_number"):
+        field = owner.model_fields.get(loc[-1])  # None for a number inside a mapping (custom_resources)
+        return f"{key}: must be {_range(field, kind)}" if field else f"{key}: {error['msg']}"
+    if kind == "literal_error":
+        return f"{key}: must be one of {ctx['expected']}, got {value!r}"
+    if kind == "int_from_float":
+        return f"{key}: expected int, got float {value!r}"
+    if kind.endswith("_parsing"):
+        return f"{key}: cannot parse {value!r} as {kind.split('_')[0]}"
+    if kind.endswith("_type"):
+        return f"{key}: expected {kind.split('_')[0]}, got {type(value).__name__} {value!r}"
+    if kind == "value_error":  # a field's own check, or a (nested) section's own check, which names the key
+        field = loc and owner.model_fields.get(loc[-1])
+        nested = field and is_section(field.annotation)
+        return f"{key}: {ctx.get('error')}" if field and not nested else f"{key}.{ctx.get('error', error['msg'])}"
+    return f"{key}: {error['msg']}"
+
+
+def is_section(annotation) -> bool:
+    """Whether ``annotation`` is a Section class (a nested section), not a value."""
+    return isinstance(annotation, type) and issubclass(annotation, Section)
+
+
+def _owner(section: type[Section], loc: list[str]) -> type[Section]:
+    """The section that holds the last key of ``loc`` (``section`` itself, or a nested one: ``bpo`` in feedback)."""
+    owner = section
+    for part in loc[:-1]:
+        field = owner.model_fields.get(part)
+        if field is None or not is_section(field.annotation):
+            break
+        owner = field.annotation
+    return owner
+
+
+def _range(field, kind: str) -> str:
+    """What a numeric field accepts: ">= 1", "in [0, 5]", "in (0, 1)", or "a finite number"."""
+    limits = {type(m).__name__: m for m in field.metadata}
+    low = ("[", limits["Ge"].ge) if "Ge" in limits else ("(", limits["Gt"].gt) if "Gt" in limits else None
+    high = (limits["Le"].le, "]") if "Le" in limits else (limits["Lt"].lt, ")") if "Lt" in limits else None
+    if low and high:
+        return f"in {low[0]}{low[1]}, {high[0]}{high[1]}"
+    if low or high:
+        return f"{'>=' if low and low[0] == '[' else '>' if low else '<=' if high[1] == ']' else '<'} " \
+               f"{low[1] if low else high[0]}" + (" (a finite number)" if kind == "finite_number" else "")
+    return "a finite number"
+
+
+def validated(section: type[Section], values, prefix: str) -> Section:
+    """``values`` validated as ``section``, whose keys sit under the dotted ``prefix``; ValueError names the key."""
+    if not isinstance(values, dict):
+        raise ValueError(f"{prefix}: expected a mapping of keys, got {values!r}")
+    try:
+        return section.model_validate(values)
+    except ValidationError as e:
+        raise ValueError(error_message(e.errors()[0], prefix, section)) from None

@@ -10,7 +10,9 @@ A source is a class with three members::
 
 A built-in source also declares ``section``, its config section (a ``feedback.sections.Section``, composed by
 engine/config.py into ``feedback.<name>``), and ``shared_keys``, the prefixes of the generic feedback keys it
-reads (``("labeler", "splitter")``): those and its section bind a run, no other source's knobs do.
+reads (``("labeler", "splitter")``): those and its section bind a run, no other source's knobs do. A plug-in
+source may declare a ``section`` too: its keys are ``feedback.plugin.<key>``, validated when the config loads
+(docs/architecture.md); its pairs stage sets ``schema=pairs_schema`` as the built-ins' do.
 
 The sequencer (engine/rounds.py) runs ``prompts``, then the source's stages in order, then ``train`` and one
 ``eval/<suite>`` per evaluation suite, with the same store, shards, completion markers and resume for every

@@ -46,7 +46,8 @@ def test_default_config_file_loads_and_overrides_apply():
     ("feedback.amp.models=org/big,org/small", "feedback.amp.models: lists 2 models but feedback.amp.levels is 4"),
     ("feedback.amp.levels=2 feedback.amp.models=zoo,/no/such/model", "feedback.amp.models: model path '/no/such/model'"),
     ("feedback.bpo_noise_step=1 feedback.bpo.noise_step=2", "feedback.bpo_noise_step: also given as feedback.bpo.noise_step"),
-    ("resources.num_gpus_per_actor=1 resources.labeler.gpus=0", "resources.num_gpus_per_actor: also given as resources.labeler.gpus"),
+    ("resources.num_gpus_per_actor=1 resources.labeler.gpus=0",
+     "resources.num_gpus_per_actor: also given as resources.labeler.gpus"),
     ("model.policy=./not/here", "model.policy: model path"),
     ("feedback.labeler_model=no-slash-name", "feedback.labeler_model: model path"),
 ])
@@ -197,6 +198,12 @@ def test_an_old_flat_key_and_the_key_it_became_in_one_mapping_are_refused_and_th
     assert cfg.feedback.seva.k == 4 and cfg.resources.sampler.actors == 1
     both.write_text("feedback:\n  seva_k: 2\n")
     assert load_config(both, ["feedback.seva.k=5"]).feedback.seva.k == 5
+
+
+def test_a_bad_number_inside_a_mapping_key_is_named():
+    message = "resources.trainer.custom_resources.gpu_node: Input should be greater than 0"  # was a KeyError
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config("configs/shapes-rlaifv.yaml", ["resources.trainer.custom_resources={gpu_node: -1}"])
 
 
 def test_a_mistyped_plugin_stops_iterate_before_any_stage_or_file(tmp_path, capsys):
