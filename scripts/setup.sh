@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 VENV=${CANDOR_VENV:-.venv}
 PY=${PYTHON:-python3.11}
 stamp="$VENV/.candor-setup"
-want=$(cat pyproject.toml scripts/setup.sh scripts/torchvision_ops_hook.py scripts/install_wordnet.sh | sha256sum | cut -c1-16)
+want=$(cat pyproject.toml scripts/setup.sh tools/torchvision_ops_hook.py scripts/install_wordnet.sh | sha256sum | cut -c1-16)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then exit 0; fi
 
 step() { echo "[setup] $*"; }
@@ -25,7 +25,7 @@ step "removing CUDA-built torchaudio/torchcodec and unused triton (break imports
 pip uninstall -y torchaudio torchcodec triton >/dev/null 2>&1 || true
 step "installing the torchvision::nms start-up hook"
 site=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') || fail "locating site-packages"
-cp scripts/torchvision_ops_hook.py "$site/candor_torchvision_ops_hook.py"
+cp tools/torchvision_ops_hook.py "$site/candor_torchvision_ops_hook.py"
 echo "import candor_torchvision_ops_hook" > "$site/candor-torchvision-ops-hook.pth"
 step "installing WordNet 3.0 for NLTK from Debian's packages (the English claim splitter and AMBER's lemmas)"
 CANDOR_VENV="$VENV" bash scripts/install_wordnet.sh "$VENV/nltk_data" || fail "WordNet install"

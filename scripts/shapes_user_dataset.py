@@ -11,9 +11,13 @@ rejected, idx``; Candor reads ``chosen`` as the reference answer (engine/prompt_
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
-from evaluation.shapes import ShapesWorld
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # this checkout's package, whatever the environment has installed
+
+from evaluation.shapes import ShapesWorld  # noqa: E402  (after the path line, so the script runs from anywhere)
 
 QUESTIONS = ("Describe this picture in detail.", "What shapes can you see in this image, and where are they?",
              "Tell me what is in the image.")

@@ -1,4 +1,7 @@
-"""Start-up hook (installed as a .pth file) that keeps torchvision importable beside torch 2.13.0+cpu.
+"""Start-up hook that keeps torchvision importable beside torch 2.13.0+cpu. scripts/setup.sh copies it into the
+environment's site-packages as ``candor_torchvision_ops_hook`` with a .pth file that imports it at interpreter start.
+It stays out of the package: an import of ``engine`` at every start would fix which checkout's package a later
+``sys.path`` line of a script can still choose.
 
 PyPI's torchvision is built against another torch; its ``_C`` extension fails to load here, and then
 ``torchvision._meta_registrations`` raises ``operator torchvision::nms does not exist``. vLLM's LLaVA
