@@ -1,10 +1,12 @@
 """The base of every config section, here at the feedback layer so the preference sources and the labeler can
 declare their own section beside their code (``BPO.section`` in feedback/bpo.py, ...); engine/config.py
-composes them into ``feedback``, one nested section per built-in source (``feedback.bpo.noise_step``).
+composes them into ``feedback``, one nested section per built-in source (``feedback.bpo.noise_step``), and
+validates a plug-in source's own section as ``feedback.plugin``.
 
 A section refuses unknown keys, validates every assignment and refuses ``inf``/``nan`` anywhere. A check
 that spans a section's keys raises ``ValueError("<key>: why")`` from a ``model_validator(mode="after")``, the
-key named relative to the section: engine/config.py prefixes the section's path.
+key named relative to the section: :func:`validated` turns any error into one message naming the full key.
+:func:`nest_old_keys` is the one way an older release's flat keys reach the keys they became.
 """
 from __future__ import annotations
 
