@@ -17,11 +17,10 @@ from pathlib import Path
 def rendezvous(host: str | None) -> str:
     """Where a data-parallel group of trainers meets, chosen by rank 0 before any rank joins.
 
-    ``host`` None (every rank on this node): ``file://`` of a new file in a new private folder. The ranks meet
-    through torch's FileStore, which opens no port; a TCPStore would listen on every interface (``::``)
-    whatever MASTER_ADDR says. A fresh name per group: a FileStore file left by a killed group would break
-    the next rendezvous. Otherwise ``host:port`` for a TCPStore at rank 0 on ``host``, the one store that
-    ranks on other nodes can reach (a file would need storage every node mounts, with working locks)."""
+    ``host`` None (every rank on this node): ``file://`` of a new file in a new private folder, for torch's
+    FileStore. A fresh name per group: a FileStore file left by a killed group would break the next
+    rendezvous. Otherwise ``host:port`` for a TCPStore at rank 0 on ``host``, the one store that ranks on
+    other nodes can reach (a file would need storage every node mounts, with working locks)."""
     if host is None:
         return "file://" + str(Path(tempfile.mkdtemp(prefix="candor-rendezvous-")) / "store")
     with socket.socket() as s:
