@@ -51,18 +51,21 @@ class SplitterActor(_EngineHolder):
 @ray.remote
 class TrainerActor:
     def train(self, **kwargs) -> dict:
+        from engine.rendezvous import leave_group
         from engine.training import train_dpo
 
-        return train_dpo(**kwargs)
+        figures = train_dpo(**kwargs)
+        if kwargs.get("world_size", 1) > 1:
+            leave_group(kwargs["master"], kwargs["rank"])
+        return figures
 
     def rendezvous(self) -> str:
-        """"host:port" where this actor, as rank 0 of a data-parallel group, can host torch.distributed."""
-        import socket
+        """Where the trainers' data-parallel group meets, this actor being its rank 0: a file on a one-node
+        cluster (no port opened), a TCP store at this node's address when the cluster spans nodes."""
+        from engine.rendezvous import rendezvous
 
-        with socket.socket() as s:
-            s.bind(("", 0))
-            port = s.getsockname()[1]
-        return f"{ray.util.get_node_ip_address()}:{port}"
+        one_node = sum(node["Alive"] for node in ray.nodes()) == 1
+        return rendezvous(None if one_node else ray.util.get_node_ip_address())
 
     def pid(self) -> int:
         return os.getpid()

@@ -25,6 +25,7 @@ from pathlib import Path
 from engine.generation import pixel_bounds
 from engine.losses import LOSSES, candor_loss
 from engine.progress import Progress
+from engine.rendezvous import join_group
 
 # The language model's projections, under transformers 5's LLaVA module names.
 LORA_TARGETS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
@@ -54,8 +55,8 @@ def train_dpo(base_model: str, pairs_dir: str | Path, out_dir: str | Path, *, pr
     least one). ``out_dir/candor_train.json`` holds the figures plus TRL's per-step ``log_history``.
 
     Data parallel: ``world_size`` processes (e.g. a group of trainer actors) each call this with their
-    ``rank`` and the same ``master`` ("host:port" that rank 0 can listen on); they join one torch.distributed
-    group (gloo on CPU, NCCL on GPUs) and each trains on 1/world_size of every step's batches, so the
+    ``rank`` and the same ``master`` (from ``engine.rendezvous.rendezvous``: a file on one node, "host:port" of
+    a TCP store across nodes); they join one torch.distributed group (gloo on CPU, NCCL on GPUs) and each trains on 1/world_size of every step's batches, so the
     global batch is ``world_size * batch_size`` rows (or groups' worth). Rank 0 writes ``out_dir``. A
     process joins at most one group in its life (accelerate keeps its state per process).
 
@@ -81,7 +82,7 @@ def train_dpo(base_model: str, pairs_dir: str | Path, out_dir: str | Path, *, pr
     if loss != "sigmoid":  # Candor's grouped losses score plain summed log-probs: TRL's sft term and LD-DPO stay out
         sft_weight, ld_alpha = 0.0, 1.0
     if world_size > 1:
-        _join_group(rank, world_size, master, use_cpu, threads)
+        join_group(rank, world_size, master, use_cpu, threads)
     import torch
     from peft import LoraConfig, PeftModel
     from transformers import AutoModelForImageTextToText, AutoProcessor
@@ -321,20 +322,6 @@ def _trainer_class():
         return _join_tensors(skeleton, load_file(str(path)))
 
     return CandorDPOTrainer
-
-
-def _join_group(rank: int, world_size: int, master: str, use_cpu: bool, threads: int) -> None:
-    """The environment accelerate reads to start torch.distributed (env:// rendezvous at ``master``)."""
-    import os
-
-    import torch
-
-    host, port = master.rsplit(":", 1)
-    # Under Ray each GPU actor sees only its own GPU (cuda:0); a plain multi-GPU launch sees them all.
-    gpus = 0 if use_cpu else torch.cuda.device_count()
-    # OMP_NUM_THREADS set keeps accelerate from raising torch's threads to all cores in every CPU worker.
-    os.environ.update(MASTER_ADDR=host, MASTER_PORT=port, RANK=str(rank), WORLD_SIZE=str(world_size),
-                      LOCAL_RANK=str(rank % gpus if gpus else rank), OMP_NUM_THREADS=str(threads))
 
 
 def summed_logps(model, inputs):

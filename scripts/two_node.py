@@ -55,12 +55,33 @@ def tail(text: str, lines: int = 3) -> str:
     return "\n".join("    " + line for line in text.strip().splitlines()[-lines:])
 
 
-def placement(node_names: dict[str, str]) -> list[tuple[str, str, str]]:
-    """(actor class, node name, state) of every Candor actor the cluster has seen."""
+def machine() -> str:
+    """The conditions a wall time depends on: CPU model and count, memory available, load average."""
+    import platform
+
+    import psutil
+
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    memory = psutil.virtual_memory()
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    return (f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} x {cpu}, memory "
+            f"{memory.available / 2**30:.1f} of {memory.total / 2**30:.1f} GiB available, load {load}")
+
+
+def stage_figures(run_dir: Path, stage: str) -> dict:
+    """The round-1 figures of ``stage`` from the run's metrics.jsonl (what the run itself recorded)."""
+    lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    return next((line for line in lines if line.get("round") == 1 and line.get("stage") == stage), {})
+
+
+def placement(address: str, node_names: dict[str, str]) -> list[tuple[str, str, str]]:
+    """(actor class, node name, state) of every Candor actor the cluster at ``address`` has seen (named: other
+    Ray clusters may run on this machine)."""
     from ray.util.state import list_actors
 
     return sorted((a.class_name, node_names.get(a.node_id, a.node_id or "-"), a.state)
-                  for a in list_actors(limit=1000) if a.class_name.endswith("Actor"))
+                  for a in list_actors(address=address, limit=1000) if a.class_name.endswith("Actor"))
 
 
 def interrupt(cluster, worker, names: dict, workdir: Path, start: float) -> None:
@@ -74,10 +95,11 @@ def interrupt(cluster, worker, names: dict, workdir: Path, start: float) -> None
     reference, resumed = workdir / "reference", workdir / "resumed"
     result = iterate(str(reference), cluster.address, workdir)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    print(f"\n[two-node] 2. reference round: exit 0 in {time.time() - start:.0f}s; the plan it printed:")
+    print(f"\n[two-node] 2. reference round: exit 0 in {time.time() - start:.0f}s (since the cluster started); "
+          f"the plan it printed:")
     print("\n".join("    " + line for line in result.stdout.splitlines() if line.startswith(("[candor] plan", "  "))
                     and "{" in line))
-    where = placement(names)
+    where = placement(cluster.address, names)
     print("  actors (class, node, state) from ray.util.state.list_actors:")
     print("\n".join(f"    {c:<14} {n:<7} {s}" for c, n, s in where))
     nodes_of = {c: {n for cls, n, _ in where if cls == c} for c in ("SamplerActor", "TrainerActor")}
@@ -87,12 +109,16 @@ def interrupt(cluster, worker, names: dict, workdir: Path, start: float) -> None
     first_shard = resumed / "rounds/001/sample/part-00000.parquet"
     while not first_shard.exists() and driver.poll() is None:
         time.sleep(0.05)
-    shards = len(list(first_shard.parent.glob("part-*.parquet")))
+    def shards() -> int:
+        return len(list(first_shard.parent.glob("part-*.parquet")))
+
+    at_kill = shards()
     cluster.remove_node(worker, allow_graceful=False)
     output = driver.communicate(timeout=900)[0]
     errors = [line for line in output.splitlines() if "Error" in line and "state-dump" not in line]
-    print(f"\n[two-node] 3. worker node killed with {shards} of 8 sample shards written; the driver: "
-          f"exit {driver.returncode}\n{tail(chr(10).join(errors[-1:]) or output, 1)[:600]}")
+    print(f"\n[two-node] 3. worker node killed with {at_kill} of 8 sample shards written ({shards()} when the driver "
+          f"stopped: answers already on their way were kept); the driver: exit {driver.returncode}\n"
+          f"{tail(chr(10).join(errors[-1:]) or output, 1)[:600]}")
     sample_done = (resumed / "rounds/001/sample/_SUCCESS").exists()
     print(f"  sample stage finished before the kill: {sample_done}; pairs made: "
           f"{(resumed / 'rounds/001/pairs/_SUCCESS').exists()}")
@@ -130,6 +156,12 @@ def main() -> int:
     if not args.resume_only:
         shutil.rmtree(workdir, ignore_errors=True)
         workdir.mkdir(parents=True)
+    print(f"[two-node] start: {machine()}; Ray's memory monitor: "
+          f"{'off' if os.environ['RAY_memory_monitor_refresh_ms'] == '0' else 'on'}", flush=True)
+    import psutil
+
+    if psutil.virtual_memory().available < 4 * 2**30:  # said before the runs: a kill for memory is no node kill
+        print("[two-node] warning: under 4 GiB of memory available; the kernel may kill a sampler", flush=True)
     start = time.time()
     cluster = Cluster(initialize_head=True, head_node_args={
         "num_cpus": 2, "resources": {"head": 1}, "node_ip_address": "127.0.0.1", "include_dashboard": True,
@@ -151,11 +183,17 @@ def main() -> int:
             cluster.add_node(num_cpus=1, resources={"worker": 1}, node_ip_address="127.0.0.1")
         result = iterate(str(resumed), cluster.address, workdir)
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-        sample = [line for line in result.stdout.splitlines() if "] sample:" in line and "shards=" in line]
-        print(f"\n[two-node] 5. a new worker node joined; restarted: exit 0\n" + "\n".join("    " + s for s in sample))
+        print(f"\n[two-node] 5. a new worker node joined; restarted: exit 0 ({time.time() - start:.0f}s since the "
+              "cluster started)")
+        for name in ("sample", "pairs"):
+            figures = {run.name: stage_figures(run, name) for run in (reference, resumed)}
+            keys = ("shards", "shards_run") if name == "sample" else ("rows", "claims", "mean_score")
+            print("\n".join(f"  {run:<9} {name}: " + " ".join(f"{k}={f.get(k)}" for k in keys)
+                            for run, f in figures.items()))
         a, b = pairs_digest(reference), pairs_digest(resumed)
-        print(f"  pairs (rows, sha256): reference {a}, resumed {b}: {'the same' if a == b else 'DIFFERENT'}")
-        print(f"\n[two-node] done in {time.time() - start:.0f}s")
+        print(f"[two-node] pairs (rows, sha256[:16]): reference {a[0]} {a[1]}, resumed {b[0]} {b[1]}: "
+              f"{'the same' if a == b else 'DIFFERENT'}")
+        print(f"[two-node] done in {time.time() - start:.0f}s; {machine()}")
         return 0 if a == b else 1
     finally:
         ray.shutdown()
