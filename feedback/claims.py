@@ -6,9 +6,8 @@ position claims by that grammar's patterns, any other sentence goes to the gener
 (``english_claims``: object mentions, attributes, counts, relations, pronouns, negations; WordNet through
 NLTK, installed by ``scripts/install_wordnet.sh``). ``llm_split`` is the RLAIF-V way: an instruct LLM lists the
 facts, a screen drops the repeated, copied and unrelated ones (counted), then the model rewrites each fact as a
-question (prompts, reply parsing and the screen in ``llm_claims``). A negated
-claim ("there is no dog") keeps its negation: it is asked as the positive question and accepted when the
-answer is no.
+question (prompts, reply parsing and the screen in ``llm_claims``). A negated claim ("there is no dog") keeps
+its negation: it is asked as the positive question and accepted when the answer is no.
 """
 from __future__ import annotations
 
