@@ -20,6 +20,7 @@ from engine.models import Models
 from engine.progress import Progress
 from engine.round_stages import eval_stages, prompts_stage, train_stage
 from engine.store import RunStore
+from evaluation.layout import shard_rows
 from evaluation.report import write_report, write_tensorboard
 from feedback.sources import RoundContext, Stage, checked_stages, load_source
 
@@ -95,4 +96,7 @@ class Rounds:
                 self.store.write_shard(k, stage.name, s, stage.run(ctx, handle, shards[s]))
                 progress.update(len(shards[s]))
             fan_out(handles, missing, work)
-        return {"shards": len(shards), "shards_run": len(missing), "items": sum(len(shard) for shard in shards)}
+        figures = {"shards": len(shards), "shards_run": len(missing), "items": sum(len(shard) for shard in shards)}
+        if stage.summary:  # one shard decoded at a time
+            figures.update(stage.summary(row for path in self.store.shards(k, stage.name) for row in shard_rows(path)))
+        return figures

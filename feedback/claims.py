@@ -4,10 +4,10 @@
 ShapesWorld's grammar ("there is a large red circle at the top left") is broken into existence, size and
 position claims by that grammar's patterns, any other sentence goes to the general English splitter
 (``english_claims``: object mentions, attributes, counts, relations, pronouns, negations; WordNet through
-NLTK, installed by ``scripts/install_wordnet.sh``). ``llm_split_claims`` is the RLAIF-V way: an instruct LLM
-lists the facts, then rewrites each as a question (prompts and reply parsing in ``llm_claims``). A negated
-claim ("there is no dog") keeps its negation: it is asked as the positive question and accepted when the
-answer is no.
+NLTK, installed by ``scripts/install_wordnet.sh``). ``llm_split`` is the RLAIF-V way: an instruct LLM lists the
+facts, a screen drops the repeated, copied and unrelated ones (counted), then the model rewrites each fact as a
+question (prompts, reply parsing and the screen in ``llm_claims``). A negated claim ("there is no dog") keeps
+its negation: it is asked as the positive question and accepted when the answer is no.
 """
 from __future__ import annotations
 
@@ -21,7 +21,8 @@ from nltk.tokenize.punkt import PunktParameters, PunktSentenceTokenizer
 from evaluation.shapes import grammar_text
 from feedback.claims_parser import Parser
 from feedback.english_claims import lines, render
-from feedback.llm_claims import LIST_FACTS_PROMPT, QUESTION_MAX_TOKENS, TO_QUESTION_PROMPT, negated, parse_facts, parse_question
+from feedback.llm_claims import (LIST_FACTS_PROMPT, QUESTION_MAX_TOKENS, TO_QUESTION_PROMPT, negated, parse_facts,
+                                  parse_question, screen_facts)
 
 _SENTENCES = PunktSentenceTokenizer(PunktParameters())
 _SENTENCES._params.abbrev_types.update({"e.g", "i.e", "etc", "mr", "mrs", "dr", "vs"})
@@ -43,6 +44,13 @@ class Claim:
     text: str
     question: str
     negated: bool = False
+
+
+@dataclass(frozen=True)
+class LLMSplit:
+    """One answer's LLM split: its claims, and the listed facts the screen dropped as (fact, reason)."""
+    claims: list[Claim]
+    dropped: list[tuple[str, str]]
 
 
 def sentences(answer: str) -> list[str]:
@@ -111,26 +119,36 @@ def split_claims(answer: str) -> list[Claim]:
     return list(unique.values())
 
 
-def llm_split_claims(answers: list[str], complete: Callable[..., list[str]], max_tokens: int = 512,
-                     rewrite: Callable[..., list[str]] | None = None) -> list[list[Claim]]:
-    """RLAIF-V's divide step with an instruct LLM: facts first (up to ``max_tokens`` per answer), then one
-    question per fact, asked of ``rewrite`` (a separate question-rewrite model) or of the same model.
+def llm_split(answers: list[str], complete: Callable[..., list[str]], max_tokens: int = 512,
+              rewrite: Callable[..., list[str]] | None = None) -> list[LLMSplit]:
+    """RLAIF-V's divide step with an instruct LLM: facts first (up to ``max_tokens`` per answer), screened, then
+    one question per fact, asked of ``rewrite`` (a separate question-rewrite model) or of the same model.
 
     ``complete(prompts, max_tokens=...)`` maps prompts to completions (a text-only vLLM engine in the engine
-    layer). A small model often answers the rewrite prompt ("Yes.") instead of asking; such a fact is
-    rewritten by the rule splitter instead of being lost. A fact that denies keeps its negation.
+    layer). Small models repeat a fact until the token limit, list the few-shot example's facts instead of the
+    answer's, or state something the answer never mentions: ``screen_facts`` drops those, each with its reason.
+    An answer left with no fact gets no claims, as one whose reply lists none. A small model often answers the
+    rewrite prompt ("Yes.") instead of asking; such a fact is rewritten by the rule splitter instead of being
+    lost. A fact that denies keeps its negation.
     """
     replies = complete([LIST_FACTS_PROMPT.format(answer=a) for a in answers], max_tokens=max_tokens)
-    fact_lists = [parse_facts(reply, sentences) for reply in replies]
-    flat = [fact for facts in fact_lists for fact in facts]
+    screened = [screen_facts(parse_facts(reply, sentences), answer, sentences)
+                for reply, answer in zip(replies, answers)]
+    flat = [fact for facts, _ in screened for fact in facts]
     asked = (rewrite or complete)([TO_QUESTION_PROMPT.format(fact=f) for f in flat], max_tokens=QUESTION_MAX_TOKENS) \
         if flat else []
     questions = iter(parse_question(reply, fact) for reply, fact in zip(asked, flat))
     result = []
-    for facts in fact_lists:
+    for facts, dropped in screened:
         claims = []
         for fact in facts:
             question = next(questions)
             claims += [Claim(fact, question, negated(fact, question))] if question else split_claims(fact)
-        result.append(list(dict.fromkeys(claims)))
+        result.append(LLMSplit(list(dict.fromkeys(claims)), dropped))
     return result
+
+
+def llm_split_claims(answers: list[str], complete: Callable[..., list[str]], max_tokens: int = 512,
+                     rewrite: Callable[..., list[str]] | None = None) -> list[list[Claim]]:
+    """Each answer's claims from ``llm_split``, without what its screen dropped."""
+    return [split.claims for split in llm_split(answers, complete, max_tokens, rewrite)]

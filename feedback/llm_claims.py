@@ -3,20 +3,28 @@
 Both prompts are few-shot: small instruct models (SmolLM2-135M) asked zero-shot comment on the task instead of
 doing it. The readers expect the worst of a model's formatting: numbered lists, bullets of any kind, quotes,
 "Facts:" / "Question:" prefixes, a few-shot pattern continued past the answer, a paragraph instead of a list.
+What they list is screened (``screen_facts``): a small model repeats a fact until its token limit, copies the
+worked example's facts instead of the answer's, or states what the answer never mentions.
 """
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
+from feedback.claims_lexicon import ADVERBS, CLOSED_CLASS, FRAME_VERBS, SCENE_WORDS, TRANSPARENT, wordnet
+
+# The worked example of the fact-list prompt; a small model that copies it instead of splitting the answer
+# is caught by comparing its facts with these (screen_facts).
+EXAMPLE_DESCRIPTION = "The image shows a brown dog lying on a rug. It is next to two red balls. There is no cat."
+EXAMPLE_FACTS = ("There is a dog.", "The dog is brown.", "There is a rug.", "The dog is lying on the rug.",
+                 "There are two balls.", "The balls are red.", "The dog is next to the balls.", "There is no cat.")
 LIST_FACTS_PROMPT = (
     "List every atomic fact the description states about the image, one per line, each line starting with '- '. "
     "Each fact is a short sentence about one object: that it is there, one attribute (colour, size, material, "
     "count), or one relation or action. Replace pronouns by what they refer to, keep negations, leave out "
     "opinions and guesses.\n\n"
-    "Description: The image shows a brown dog lying on a rug. It is next to two red balls. There is no cat.\n"
-    "Facts:\n- There is a dog.\n- The dog is brown.\n- There is a rug.\n- The dog is lying on the rug.\n"
-    "- There are two balls.\n- The balls are red.\n- The dog is next to the balls.\n- There is no cat.\n\n"
-    "Description: {answer}\nFacts:\n"
+    f"Description: {EXAMPLE_DESCRIPTION}\nFacts:\n" + "".join(f"- {fact}\n" for fact in EXAMPLE_FACTS)
+    + "\nDescription: {answer}\nFacts:\n"
 )
 TO_QUESTION_PROMPT = (
     "Rewrite the statement as a yes/no question about the image that is answered 'yes' exactly when the "
@@ -57,7 +65,7 @@ def parse_facts(text: str, sentences) -> list[str]:
         line = _clean(raw)
         if line and not line.endswith(":"):
             facts.extend(s for s in sentences(line) if len(s.split()) >= 3)
-    return list(dict.fromkeys(f.strip() for f in facts if f.strip()))
+    return [f.strip() for f in facts if f.strip()]  # repeats stay: screen_facts drops and counts them
 
 
 _EMBEDDED = re.compile(r"[\"\u201c']\s*((?:is|are|does|do|did|was|were|has|have|can)\b[^?\"\n]*\?)", re.I)
@@ -88,6 +96,82 @@ def parse_question(text: str, fact: str = "") -> str:
                 continue
             return question[0].upper() + question[1:]
     return ""
+
+
+# Why screen_facts drops a listed fact, in the order it asks.
+DROP_REASONS = ("repeated", "copied", "unrelated")
+# Words that carry no content of their own: the same fact is stated with or without them.
+_FUNCTION_WORDS = CLOSED_CLASS | SCENE_WORDS | TRANSPARENT | FRAME_VERBS | ADVERBS
+
+
+@lru_cache(maxsize=None)
+def _lemmas(word: str) -> frozenset:
+    """The word and its WordNet base forms as noun, verb and adjective ("lying" -> lie, "balls" -> ball)."""
+    morphy = wordnet()._morphy
+    return frozenset({word, *(form for pos in "nva" for form in morphy(word, pos))})
+
+
+@lru_cache(maxsize=None)
+def _base_form(word: str) -> str:
+    """One base form per word, the same for its inflections ("is", "are" -> be; "dogs" -> dog)."""
+    morphy = wordnet()._morphy
+    return next((forms[0] for forms in (morphy(word, pos) for pos in "vna") if forms), word)
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[a-z]+(?:-[a-z]+)*", text.lower())
+
+
+def _content_words(text: str) -> list[frozenset]:
+    return [_lemmas(w) for w in _words(text) if w not in _FUNCTION_WORDS and len(w) > 1]
+
+
+def _said_in(word: frozenset, words: list[frozenset]) -> bool:
+    return any(word & other for other in words)
+
+
+def _same_content(a: list[frozenset], b: list[frozenset]) -> bool:
+    """Every content word of each is, up to inflection, one of the other's: "There are two balls." and
+    "The ball is there." say the same; "The ball is red." does not."""
+    return all(_said_in(w, b) for w in a) and all(_said_in(w, a) for w in b)
+
+
+@lru_cache(maxsize=1)
+def _example_facts(sentences) -> tuple[list[frozenset], ...]:
+    return tuple(_content_words(fact) for fact in (*EXAMPLE_FACTS, *sentences(EXAMPLE_DESCRIPTION)))
+
+
+def _stated(content: list[frozenset], denies: bool, said: list[frozenset], denials: list[list[frozenset]]) -> bool:
+    """The answer states the fact: each of its content words is the answer's; a denial ("There is no cat."),
+    each in one sentence of the answer that denies something too."""
+    if denies:
+        return any(all(_said_in(w, sentence) for w in content) for sentence in denials)
+    return all(_said_in(w, said) for w in content)
+
+
+def screen_facts(facts: list[str], answer: str, sentences) -> tuple[list[str], list[tuple[str, str]]]:
+    """The listed facts worth asking, and the dropped ones with their reason (``DROP_REASONS``): ``repeated``,
+    a fact listed before up to inflection and articles (small models loop until their token limit); ``copied``,
+    a fact of the few-shot example (its facts or its description's sentences) with the same content words, that
+    the answer does not state; ``unrelated``, a fact sharing no content word with the answer. Content words are
+    compared by WordNet lemma, function words left out; ``sentences`` splits the answer into sentences."""
+    said = _content_words(answer)
+    denials = [_content_words(s) for s in sentences(answer) if _NEGATION.search(s)]
+    kept, dropped, seen = [], [], set()
+    for fact in facts:
+        key = tuple(_base_form(w) for w in _words(fact) if w not in ("a", "an", "the"))
+        content = _content_words(fact)
+        if key in seen:
+            dropped.append((fact, "repeated"))
+        elif any(_same_content(content, example) for example in _example_facts(sentences)) \
+                and not _stated(content, bool(_NEGATION.search(fact)), said, denials):
+            dropped.append((fact, "copied"))
+        elif not any(_said_in(w, said) for w in content):
+            dropped.append((fact, "unrelated"))
+        else:
+            kept.append(fact)
+        seen.add(key)
+    return kept, dropped
 
 
 def negated(fact: str, question: str) -> bool:

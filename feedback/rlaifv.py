@@ -9,12 +9,13 @@ any sharding, produces the same rows. ``split_stage`` and ``verify_stage`` are r
 """
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from functools import partial
 
-from feedback.claims import llm_split_claims, split_claims
+from feedback.claims import llm_split, split_claims
 from feedback.inputs import decode_image
 from feedback.labelers import checked
+from feedback.llm_claims import DROP_REASONS
 from feedback.pairs import answer_score, build_pairs, pairs_schema
 from feedback.sections import Positive, Section
 from feedback.sources import RoundContext, Stage, derive_seed
@@ -95,8 +96,23 @@ def split_stage(ctx: RoundContext, complete, prompts: list[dict]) -> list[dict]:
     f = ctx.cfg.feedback
     rewrite = partial(complete, model=f.splitter_rewrite_model) if f.splitter_rewrite_model else None
     responses = list(dict.fromkeys(s["response"] for s in samples))
-    by_response = dict(zip(responses, llm_split_claims(responses, complete, f.splitter_max_tokens, rewrite)))
-    return split_answers(samples, splitter=by_response.__getitem__)
+    by_response = dict(zip(responses, llm_split(responses, complete, f.splitter_max_tokens, rewrite)))
+    rows = split_answers(samples, splitter=lambda response: by_response[response].claims)
+    for row in rows:  # the listed facts the screen dropped, kept in the table so a resumed stage counts them too
+        dropped = by_response[row["response"]].dropped
+        row["dropped_facts"], row["dropped_reasons"] = [f for f, _ in dropped], [why for _, why in dropped]
+    return rows
+
+
+def llm_split_figures(rows) -> dict:
+    """The LLM split stage's counted skips, from its whole table: listed facts dropped by reason, per answer row,
+    and the answers left with no claim."""
+    reasons, empty = Counter(), 0
+    for row in rows:
+        reasons.update(row.get("dropped_reasons") or ())  # a shard written before the screen has none
+        empty += not row["questions"]
+    return {"facts_dropped": sum(reasons.values()), **{f"facts_dropped_{why}": reasons[why] for why in DROP_REASONS},
+            "answers_without_claims": empty}
 
 
 def verify_stage(ctx: RoundContext, labeler, prompts: list[dict]) -> list[dict]:
@@ -125,7 +141,7 @@ def claim_check_stages(cfg) -> list[Stage]:
     """split -> verify: every answer of the sample table divided into claims and checked by the labeler."""
     llm = cfg.feedback.splitter == "llm"
     return [Stage("split", split_stage, uses="text" if llm else "", sharded=True,
-                  model=cfg.feedback.splitter_model if llm else ""),
+                  model=cfg.feedback.splitter_model if llm else "", summary=llm_split_figures if llm else None),
             Stage("verify", verify_stage, uses="labeler", sharded=True)]
 
 

@@ -57,6 +57,9 @@ class Stage:
     # The engine's train and eval stages: save(round, rows, figures) writes what is not a table (the policy,
     # an evaluation's files) and returns the files the stage's marker vouches for. Sources leave it unset.
     save: Callable | None = None
+    # A sharded stage's own figures, from its whole table (an iterable of rows) once the last shard is written:
+    # the same whether the stage ran whole or was resumed.
+    summary: Callable | None = None
 
 
 @dataclass

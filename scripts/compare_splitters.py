@@ -1,5 +1,6 @@
 """Every claim splitter on the divide step's gold set (feedback/gold/claims_gold.jsonl): claim precision and
-recall by normalised question match, and object-mention coverage, per split (dev, heldout) and style.
+recall by normalised question match, and object-mention coverage, per split (dev, heldout) and style; for the
+LLM splitter also the facts it listed and those its screen dropped, by reason (each dropped fact in the JSON).
 
     python scripts/compare_splitters.py [--splitters rule,llm] [--model PATH] [--max-tokens 512]
                                         [--limit N] [--out FILE.json]
@@ -14,22 +15,23 @@ import argparse
 import json
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # this checkout's package, whatever the environment has installed
 
-from feedback.claims import llm_split_claims, split_claims  # noqa: E402  (after the path line)
+from feedback.claims import llm_split, split_claims  # noqa: E402  (after the path line)
 from feedback.claims_gold import load_gold, score  # noqa: E402
-from feedback.llm_claims import QUESTION_MAX_TOKENS, parse_question  # noqa: E402
+from feedback.llm_claims import DROP_REASONS, QUESTION_MAX_TOKENS, parse_question  # noqa: E402
 
 GROUPS = (("dev", lambda i: i["split"] == "dev"), ("heldout", lambda i: i["split"] == "heldout"),
           ("llava", lambda i: i["style"] == "llava"), ("qwen", lambda i: i["style"] == "qwen"), ("all", lambda i: True))
 
 
 def llm_splits(texts: list[str], model: str, max_tokens: int) -> tuple[list[list], dict]:
-    """The LLM splitter's claims, and how many of its questions the model wrote (the rest fell back to the
-    rule rewrite of the model's fact)."""
+    """The LLM splitter's claims, the listed facts its screen dropped by reason, and how many of the kept facts'
+    questions the model wrote (the rest fell back to the rule rewrite of the model's fact)."""
     from engine.generation import VLLMEngine
     from engine.zoo import smollm2_model
 
@@ -42,9 +44,14 @@ def llm_splits(texts: list[str], model: str, max_tokens: int) -> tuple[list[list
         if max_tokens == QUESTION_MAX_TOKENS:  # the rewrite prompts end with their fact
             rewrites.extend(zip(replies, (p.rsplit("Statement: ", 1)[1].rsplit("\nQuestion:", 1)[0] for p in prompts)))
         return replies
-    splits = llm_split_claims(texts, complete, max_tokens)
+    splits = llm_split(texts, complete, max_tokens)
     asked = sum(bool(parse_question(reply, fact)) for reply, fact in rewrites)
-    return splits, {"facts": len(rewrites), "questions_by_the_model": asked, "rule_rewrites": len(rewrites) - asked}
+    reasons = Counter(why for split in splits for _, why in split.dropped)
+    return [split.claims for split in splits], {
+        "facts_listed": len(rewrites) + sum(reasons.values()), "facts_dropped": {why: reasons[why] for why in DROP_REASONS},
+        "facts_kept": len(rewrites), "questions_by_the_model": asked, "rule_rewrites": len(rewrites) - asked,
+        "answers_without_claims": sum(not split.claims for split in splits),
+        "dropped": {text: split.dropped for text, split in zip(texts, splits) if split.dropped}}
 
 
 def evaluate(items: list[dict], splits: list[list]) -> dict:
@@ -88,9 +95,11 @@ def main(argv=None) -> dict:
     Path(args.out).write_text(json.dumps(results, indent=1))
     print(table(results))
     for name, result in results.items():
-        if "facts" in result:
-            print(f"{name}: {result['facts']} facts listed, {result['questions_by_the_model']} questions written by "
-                  f"the model, {result['rule_rewrites']} rewritten by the rule splitter")
+        if "facts_listed" in result:
+            dropped = ", ".join(f"{n} {why}" for why, n in result["facts_dropped"].items())
+            print(f"{name}: {result['facts_listed']} facts listed, dropped {dropped}; {result['facts_kept']} kept: "
+                  f"{result['questions_by_the_model']} questions written by the model, {result['rule_rewrites']} "
+                  f"rewritten by the rule splitter; {result['answers_without_claims']} answers without claims")
     return results
 
 

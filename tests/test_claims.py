@@ -1,7 +1,7 @@
 import pytest
 
-from feedback.claims import Claim, llm_split_claims, sentences, split_claims
-from feedback.llm_claims import QUESTION_MAX_TOKENS, parse_facts, parse_question
+from feedback.claims import Claim, LLMSplit, llm_split, llm_split_claims, sentences, split_claims
+from feedback.llm_claims import EXAMPLE_FACTS, QUESTION_MAX_TOKENS, parse_facts, parse_question, screen_facts
 
 
 def test_shapesworld_sentence_becomes_existence_size_and_position_claims():
@@ -76,6 +76,70 @@ def test_llm_splitter_keeps_negations_and_can_ask_a_separate_rewrite_model():
     assert llm_split_claims(["A brown dog, no cat."], lister, rewrite=rewriter) == [
         [Claim("There is no cat.", "Is there a cat in the image?", negated=True),
          Claim("The dog is brown.", "Is the dog brown?")]]
+
+
+def fact_lister(reply):
+    """A text model whose fact list is ``reply`` and whose questions are "Yes." (each kept fact is rewritten by
+    the rule splitter); it records the facts it was asked to rewrite."""
+    rewritten = []
+
+    def complete(prompts, max_tokens):
+        if "List every atomic" in prompts[0]:
+            return [reply] * len(prompts)
+        rewritten.extend(p.rsplit("Statement: ", 1)[1].split("\n")[0] for p in prompts)
+        return ["Yes."] * len(prompts)
+    return complete, rewritten
+
+
+def test_the_few_shot_examples_facts_copied_by_the_model_are_dropped_and_the_answer_gets_no_claims():
+    complete, rewritten = fact_lister("\n".join(f"- {fact}" for fact in EXAMPLE_FACTS))
+    [split] = llm_split(["A man rides a bicycle down a city street."], complete)
+    assert split == LLMSplit([], [(fact, "copied") for fact in EXAMPLE_FACTS])
+    assert rewritten == []  # nothing left to ask: the answer has no claims, as when the reply lists no fact
+
+
+def test_an_example_fact_the_answer_states_is_kept_and_a_near_copy_it_does_not_state_is_dropped():
+    complete, rewritten = fact_lister("- There is a dog.\n- The dog is brown.\n- The dogs lie on a rug.\n"
+                                      "- There is a cat.\n- There is no cat.")
+    [split] = llm_split(["A brown dog sleeps next to a cat."], complete)
+    # "The dogs lie on a rug." is the example's "The dog is lying on the rug." up to inflection, and the answer
+    # names no rug; "There is a cat." is no example fact (that one denies); the example's denial is copied: the
+    # answer names a cat but denies nothing
+    assert rewritten == ["There is a dog.", "The dog is brown.", "There is a cat."]
+    assert split.dropped == [("The dogs lie on a rug.", "copied"), ("There is no cat.", "copied")]
+    assert [c.question for c in split.claims] == ["Is there a dog in the image?", "Is the dog brown?",
+                                                  "Is there a cat in the image?"]
+
+
+def test_the_examples_denial_is_kept_when_the_answer_denies_it_too():
+    assert screen_facts(["There is no cat."], "A dog sleeps on the sofa. No cats are in the room.", sentences) == (
+        ["There is no cat."], [])
+    assert screen_facts(["There is no cat."], "Two cats sleep on the sofa. There is no dog.", sentences) == (
+        [], [("There is no cat.", "copied")])
+
+
+def test_a_fact_repeated_until_the_token_limit_is_asked_once_and_each_repeat_counted():
+    complete, rewritten = fact_lister("- There is a man.\n- The man is riding a bicycle.\n"
+                                      + "- The man is riding a bicycle.\n" * 3 + "- the man is riding a bicycle")
+    [split] = llm_split(["A man is riding a bicycle."], complete)
+    assert rewritten == ["There is a man.", "The man is riding a bicycle."]
+    assert split.dropped == [("The man is riding a bicycle.", "repeated")] * 3 + [
+        ("the man is riding a bicycle", "repeated")]
+
+
+def test_a_fact_sharing_no_content_word_with_the_answer_is_dropped_as_unrelated():
+    kept, dropped = screen_facts(["There is a man.", "The sky is blue.", "It is there.", "Men ride bicycles."],
+                                 "A man is riding a bicycle on the beach.", sentences)
+    # content words by WordNet lemma ("men" -> man, "ride" ~ "riding"); "It is there." has none
+    assert kept == ["There is a man.", "Men ride bicycles."]
+    assert dropped == [("The sky is blue.", "unrelated"), ("It is there.", "unrelated")]
+
+
+def test_a_good_fact_list_passes_the_screen_whole():
+    facts = ["There is a woman.", "The woman is holding an umbrella.", "The umbrella is red.",
+             "There are two dogs.", "There is no car."]
+    answer = "A woman holds a red umbrella while two dogs play. No cars are around."
+    assert screen_facts(facts, answer, sentences) == (facts, [])
 
 
 @pytest.mark.parametrize("reply", [

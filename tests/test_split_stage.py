@@ -4,7 +4,7 @@ beside the stage's own and frees both when the stage ends."""
 import pytest
 
 from engine.config import ConfigError, load_config
-from feedback.rlaifv import claim_check_stages, split_stage
+from feedback.rlaifv import claim_check_stages, llm_split_figures, split_stage
 from feedback.sources import RoundContext
 
 SAMPLES = [{"prompt_id": "p1", "sample": 0, "response": "A brown dog."},
@@ -94,3 +94,51 @@ def test_the_text_handle_starts_each_asked_model_once_and_frees_them_with_the_st
         assert complete(["c"]) == ["/models/smollm2:256:c"]
         assert started == ["/models/smollm2", "/models/org/rewriter"] and killed == []
     assert killed == ["/models/smollm2", "/models/org/rewriter"]
+
+
+def copying_model(prompts, max_tokens=256, model=None):
+    """Lists the few-shot example's facts for every answer (as SmolLM2-135M often does) and asks nothing."""
+    if "List every atomic" in prompts[0]:
+        return ["- There is a dog.\n- The dog is brown.\n- There is a rug.\n- There is a rug." for _ in prompts]
+    return ["Yes."] * len(prompts)
+
+
+def test_the_llm_split_rows_keep_the_facts_their_screen_dropped_and_the_stage_counts_them():
+    rows = split_stage(context("feedback.splitter=llm"), copying_model, [{"id": "p1"}, {"id": "p2"}])
+    # p1's "A brown dog." states the dog and its colour; p2's red circle states none of the three facts
+    assert [r["questions"] for r in rows] == [["Is there a dog in the image?", "Is the dog brown?"]] * 2 + [[]]
+    assert rows[0]["dropped_facts"] == ["There is a rug.", "There is a rug."]
+    assert rows[0]["dropped_reasons"] == ["copied", "repeated"]
+    assert rows[2]["dropped_reasons"] == ["copied"] * 3 + ["repeated"]
+    assert llm_split_figures(iter(rows)) == {"facts_dropped": 8, "facts_dropped_repeated": 3,
+                                             "facts_dropped_copied": 5, "facts_dropped_unrelated": 0,
+                                             "answers_without_claims": 1}
+    assert claim_check_stages(context("feedback.splitter=llm").cfg)[0].summary is llm_split_figures
+    assert claim_check_stages(context().cfg)[0].summary is None  # the rule splitter drops nothing
+
+
+def test_a_resumed_split_stage_reports_the_same_counts_as_an_uninterrupted_one(tmp_path):
+    from contextlib import contextmanager
+
+    from engine.rounds import Rounds
+    from engine.store import RunStore
+
+    class Handles:
+        @contextmanager
+        def handles(self, uses, k, model):
+            yield [copying_model]
+
+    def split_marker(root, resume):
+        ctx = context("feedback.splitter=llm", "sampling.shard_size=1")
+        rounds = Rounds.__new__(Rounds)  # the sequencer's stage runner alone, over a bare run store
+        rounds.cfg, rounds.store, rounds.models, rounds.log = ctx.cfg, RunStore(root), Handles(), lambda line: None
+        prompts, stage = [{"id": "p1"}, {"id": "p2"}], claim_check_stages(ctx.cfg)[0]
+        if resume:  # the first shard was written before the driver died
+            rounds.store.write_shard(1, "split", 0, split_stage(ctx, copying_model, prompts[:1]))
+        rounds.run_stage(1, stage, ctx, prompts)
+        return {k: v for k, v in rounds.store.done_info(1, "split").items() if k not in ("seconds", "files")}
+
+    whole, resumed = split_marker(tmp_path / "whole", False), split_marker(tmp_path / "resumed", True)
+    assert whole == {"shards": 2, "shards_run": 2, "items": 2, "facts_dropped": 8, "facts_dropped_repeated": 3,
+                     "facts_dropped_copied": 5, "facts_dropped_unrelated": 0, "answers_without_claims": 1}
+    assert resumed == {**whole, "shards_run": 1}
