@@ -12,7 +12,7 @@ A built-in source also declares ``section``, its config section (a ``feedback.se
 engine/config.py into ``feedback.<name>``), and ``shared_keys``, the prefixes of the generic feedback keys it
 reads (``("labeler", "splitter")``): those and its section bind a run, no other source's knobs do. A plug-in
 source may declare a ``section`` too: its keys are ``feedback.plugin.<key>``, validated when the config loads
-(docs/architecture.md); its pairs stage sets ``schema=pairs_schema`` as the built-ins' do.
+(docs/architecture.md); its pairs stage gets ``pairs_schema`` (the table TRL reads) unless it sets its own.
 
 The sequencer (engine/rounds.py) runs ``prompts``, then the source's stages in order, then ``train`` and one
 ``eval/<suite>`` per evaluation suite, with the same store, shards, completion markers and resume for every
@@ -30,10 +30,11 @@ model callable named by ``uses``; the engine builds it (no Ray or vLLM here):
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 from evaluation.seeds import hash_seed
+from feedback.pairs import pairs_schema
 from feedback.plugins import load_object
 
 ENGINE_STAGES = ("prompts", "train", "eval", "policy")
@@ -117,4 +118,6 @@ def checked_stages(source, cfg) -> list[Stage]:
     problems += [f"stage {s.name!r} uses unknown handle {s.uses!r}" for s in stages if s.uses not in HANDLES]
     if problems:
         raise ValueError(f"feedback.source {source.name!r}: " + "; ".join(problems))
+    if stages[-1].schema is None:  # an inferred schema reads images back as dicts, which training cannot use
+        stages[-1] = replace(stages[-1], schema=pairs_schema)
     return stages

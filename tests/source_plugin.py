@@ -4,7 +4,7 @@ from typing import Annotated
 
 from pydantic import Field
 
-from feedback.pairs import contrast_groups, pairs_schema
+from feedback.pairs import contrast_groups
 from feedback.sections import Section
 from feedback.sources import Stage
 
@@ -27,7 +27,7 @@ class SuffixSource:
             return contrast_groups({p["id"]: p["reference"] for p in kept},
                                    {p["id"]: [p["reference"] + knobs.suffix] for p in kept}, ctx.prompts, self.name,
                                    ctx.round)
-        return [Stage("pairs", pairs, schema=pairs_schema)]  # the schema TRL's dataset reads (images as images)
+        return [Stage("pairs", pairs)]  # the engine gives it pairs_schema: the end-to-end test trains on it
 
 
 class BareSource(SuffixSource):
@@ -38,7 +38,7 @@ class BareSource(SuffixSource):
         def pairs(ctx, _, prompts):
             chosen, rejected = {p["id"]: p["reference"] for p in prompts}, {p["id"]: [p["question"]] for p in prompts}
             return contrast_groups(chosen, rejected, ctx.prompts, self.name, ctx.round)
-        return [Stage("pairs", pairs, schema=pairs_schema)]
+        return [Stage("pairs", pairs)]
 
 
 class MappingSectionSource(BareSource):
