@@ -203,7 +203,9 @@ SPECIAL_MODELS = ("zoo", "smollm2")
 def binding_keys(cfg: Config) -> set[str]:
     """The dotted keys whose change would mix data made under two configs in one run directory."""
     source = cfg.feedback.source
-    shared = SOURCES[source].shared_keys if source in SOURCES else None  # a plug-in: every generic key binds
+    own = source if source in SOURCES else "plugin"  # the source's own section
+    # A plug-in that declares no shared_keys may read any generic key: all of them bind its runs.
+    shared = getattr(source_class(source), "shared_keys", None)
     keys = set()
     for key in cfg.flat():
         section, _, name = key.partition(".")
@@ -211,7 +213,7 @@ def binding_keys(cfg: Config) -> set[str]:
             continue
         if section == "feedback" and name != "source":
             head = name.split(".")[0]
-            if head != source and (head in SOURCES or (shared is not None and not name.startswith(shared))):
+            if head != own and (head in SOURCES or (shared is not None and not name.startswith(shared))):
                 continue
         keys.add(key)
     # The trainer group's size sets the global batch; GPUs or none set the training precision; a role's dtype

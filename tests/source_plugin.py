@@ -41,6 +41,11 @@ class BareSource(SuffixSource):
         return [Stage("pairs", pairs)]
 
 
+class LabelerKeysSource(SuffixSource):
+    """Reads the generic feedback.labeler* keys and no other: only those and its section bind its runs."""
+    shared_keys = ("labeler",)
+
+
 class MappingSectionSource(BareSource):
     """Declares a section that is not a feedback.sections.Section."""
     section = dict

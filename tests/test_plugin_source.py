@@ -86,6 +86,13 @@ def test_the_plugin_section_binds_only_a_run_of_the_plugin_source(tmp_path):
     assert changed_keys(plugin, changed) == ["feedback.plugin.keep"]
     with pytest.raises(ConfigError, match="resuming with changed feedback.plugin.keep"):
         prepare_run(changed, tmp_path / "plugin")
+    # Without shared_keys every generic feedback key binds a plug-in's run; with them only those do.
+    assert changed_keys(plugin, config("feedback.splitter=llm")) == ["feedback.splitter"]
+    narrow = config(source="feedback.source=python:source_plugin:LabelerKeysSource")
+    assert changed_keys(narrow, config("feedback.splitter=llm", source="feedback.source=python:source_plugin:LabelerKeysSource")) == []
+    assert changed_keys(narrow, config("feedback.labeler=oracle", "feedback.plugin.keep=0.5",
+                                       source="feedback.source=python:source_plugin:LabelerKeysSource")) == [
+        "feedback.labeler", "feedback.plugin.keep"]
 
 
 def test_a_plugin_source_runs_a_round_with_its_section_end_to_end(small_zoo, tmp_path):
