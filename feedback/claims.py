@@ -48,9 +48,11 @@ class Claim:
 
 @dataclass(frozen=True)
 class LLMSplit:
-    """One answer's LLM split: its claims, and the listed facts the screen dropped as (fact, reason)."""
+    """One answer's LLM split: its claims, the listed facts the screen dropped as (fact, reason), and whether
+    the rule splitter divided it because no listed fact was left."""
     claims: list[Claim]
     dropped: list[tuple[str, str]]
+    by_rule: bool = False
 
 
 def sentences(answer: str) -> list[str]:
@@ -127,7 +129,9 @@ def llm_split(answers: list[str], complete: Callable[..., list[str]], max_tokens
     ``complete(prompts, max_tokens=...)`` maps prompts to completions (a text-only vLLM engine in the engine
     layer). Small models repeat a fact until the token limit, list the few-shot example's facts instead of the
     answer's, or state something the answer never mentions: ``screen_facts`` drops those, each with its reason.
-    An answer left with no fact gets no claims, as one whose reply lists none. A small model often answers the
+    An answer left with no fact (the reply listed none, or the screen dropped them all) is divided by the rule
+    splitter instead: with no claim it would score as an answer with nothing wrong and win its pairs. A small
+    model often answers the
     rewrite prompt ("Yes.") instead of asking; such a fact is rewritten by the rule splitter instead of being
     lost. A fact that denies keeps its negation.
     """
@@ -139,7 +143,10 @@ def llm_split(answers: list[str], complete: Callable[..., list[str]], max_tokens
         if flat else []
     questions = iter(parse_question(reply, fact) for reply, fact in zip(asked, flat))
     result = []
-    for facts, dropped in screened:
+    for (facts, dropped), answer in zip(screened, answers):
+        if not facts:
+            result.append(LLMSplit(split_claims(answer), dropped, by_rule=True))
+            continue
         claims = []
         for fact in facts:
             question = next(questions)

@@ -99,20 +99,22 @@ def split_stage(ctx: RoundContext, complete, prompts: list[dict]) -> list[dict]:
     by_response = dict(zip(responses, llm_split(responses, complete, f.splitter_max_tokens, rewrite)))
     rows = split_answers(samples, splitter=lambda response: by_response[response].claims)
     for row in rows:  # the listed facts the screen dropped, kept in the table so a resumed stage counts them too
-        dropped = by_response[row["response"]].dropped
-        row["dropped_facts"], row["dropped_reasons"] = [f for f, _ in dropped], [why for _, why in dropped]
+        split = by_response[row["response"]]
+        row["dropped_facts"], row["dropped_reasons"] = [f for f, _ in split.dropped], [why for _, why in split.dropped]
+        row["split_by_rule"] = split.by_rule
     return rows
 
 
 def llm_split_figures(rows) -> dict:
     """The LLM split stage's counted skips, from its whole table: listed facts dropped by reason, per answer row,
-    and the answers left with no claim."""
-    reasons, empty = Counter(), 0
+    the answers the rule splitter divided because the LLM left them no fact, and the answers with no claim."""
+    reasons, by_rule, empty = Counter(), 0, 0
     for row in rows:
         reasons.update(row.get("dropped_reasons") or ())  # a shard written before the screen has none
+        by_rule += bool(row.get("split_by_rule"))
         empty += not row["questions"]
     return {"facts_dropped": sum(reasons.values()), **{f"facts_dropped_{why}": reasons[why] for why in DROP_REASONS},
-            "answers_without_claims": empty}
+            "answers_split_by_rule": by_rule, "answers_without_claims": empty}
 
 
 def verify_stage(ctx: RoundContext, labeler, prompts: list[dict]) -> list[dict]:

@@ -50,6 +50,7 @@ def llm_splits(texts: list[str], model: str, max_tokens: int) -> tuple[list[list
     return [split.claims for split in splits], {
         "facts_listed": len(rewrites) + sum(reasons.values()), "facts_dropped": {why: reasons[why] for why in DROP_REASONS},
         "facts_kept": len(rewrites), "questions_by_the_model": asked, "rule_rewrites": len(rewrites) - asked,
+        "answers_split_by_rule": sum(split.by_rule for split in splits),
         "answers_without_claims": sum(not split.claims for split in splits),
         "dropped": {text: split.dropped for text, split in zip(texts, splits) if split.dropped}}
 
@@ -99,7 +100,8 @@ def main(argv=None) -> dict:
             dropped = ", ".join(f"{n} {why}" for why, n in result["facts_dropped"].items())
             print(f"{name}: {result['facts_listed']} facts listed, dropped {dropped}; {result['facts_kept']} kept: "
                   f"{result['questions_by_the_model']} questions written by the model, {result['rule_rewrites']} "
-                  f"rewritten by the rule splitter; {result['answers_without_claims']} answers without claims")
+                  f"rewritten by the rule splitter; {result['answers_split_by_rule']} answers left with no fact, divided by "
+                  f"the rule splitter; {result['answers_without_claims']} answers without claims")
     return results
 
 

@@ -51,7 +51,8 @@ def test_llm_splitter_parses_fact_lists_and_questions():
         return ["Is there a dog?", "Is the dog brown?\nextra"]
 
     assert llm_split_claims(["A brown dog.", "Hmm."], complete, max_tokens=300) == [
-        [Claim("There is a dog.", "Is there a dog?"), Claim("The dog is brown.", "Is the dog brown?")], []]
+        [Claim("There is a dog.", "Is there a dog?"), Claim("The dog is brown.", "Is the dog brown?")],
+        split_claims("Hmm.")]  # a reply that lists no fact: the rule splitter divides the answer
     assert asked == [300, QUESTION_MAX_TOKENS]
 
 
@@ -91,11 +92,13 @@ def fact_lister(reply):
     return complete, rewritten
 
 
-def test_the_few_shot_examples_facts_copied_by_the_model_are_dropped_and_the_answer_gets_no_claims():
+def test_the_few_shot_examples_facts_copied_by_the_model_are_dropped_and_the_rule_splitter_divides_the_answer():
     complete, rewritten = fact_lister("\n".join(f"- {fact}" for fact in EXAMPLE_FACTS))
-    [split] = llm_split(["A man rides a bicycle down a city street."], complete)
-    assert split == LLMSplit([], [(fact, "copied") for fact in EXAMPLE_FACTS])
-    assert rewritten == []  # nothing left to ask: the answer has no claims, as when the reply lists no fact
+    answer = "A man rides a bicycle down a city street."
+    [split] = llm_split([answer], complete)
+    assert split == LLMSplit(split_claims(answer), [(fact, "copied") for fact in EXAMPLE_FACTS], by_rule=True)
+    assert "Is there a bicycle in the image?" in [c.question for c in split.claims]
+    assert rewritten == []  # no listed fact was left to ask about
 
 
 def test_an_example_fact_the_answer_states_is_kept_and_a_near_copy_it_does_not_state_is_dropped():

@@ -4,6 +4,7 @@ beside the stage's own and frees both when the stage ends."""
 import pytest
 
 from engine.config import ConfigError, load_config
+from feedback.claims import split_claims
 from feedback.rlaifv import claim_check_stages, llm_split_figures, split_stage
 from feedback.sources import RoundContext
 
@@ -105,14 +106,17 @@ def copying_model(prompts, max_tokens=256, model=None):
 
 def test_the_llm_split_rows_keep_the_facts_their_screen_dropped_and_the_stage_counts_them():
     rows = split_stage(context("feedback.splitter=llm"), copying_model, [{"id": "p1"}, {"id": "p2"}])
-    # p1's "A brown dog." states the dog and its colour; p2's red circle states none of the three facts
-    assert [r["questions"] for r in rows] == [["Is there a dog in the image?", "Is the dog brown?"]] * 2 + [[]]
+    # p1's "A brown dog." states the dog and its colour; p2's red circle states none of the three facts, so the
+    # rule splitter divides it
+    assert [r["questions"] for r in rows[:2]] == [["Is there a dog in the image?", "Is the dog brown?"]] * 2
+    assert rows[2]["questions"] == [c.question for c in split_claims(rows[2]["response"])] != []
+    assert [r["split_by_rule"] for r in rows] == [False, False, True]
     assert rows[0]["dropped_facts"] == ["There is a rug.", "There is a rug."]
     assert rows[0]["dropped_reasons"] == ["copied", "repeated"]
     assert rows[2]["dropped_reasons"] == ["copied"] * 3 + ["repeated"]
     assert llm_split_figures(iter(rows)) == {"facts_dropped": 8, "facts_dropped_repeated": 3,
                                              "facts_dropped_copied": 5, "facts_dropped_unrelated": 0,
-                                             "answers_without_claims": 1}
+                                             "answers_split_by_rule": 1, "answers_without_claims": 0}
     assert claim_check_stages(context("feedback.splitter=llm").cfg)[0].summary is llm_split_figures
     assert claim_check_stages(context().cfg)[0].summary is None  # the rule splitter drops nothing
 
@@ -140,5 +144,6 @@ def test_a_resumed_split_stage_reports_the_same_counts_as_an_uninterrupted_one(t
 
     whole, resumed = split_marker(tmp_path / "whole", False), split_marker(tmp_path / "resumed", True)
     assert whole == {"shards": 2, "shards_run": 2, "items": 2, "facts_dropped": 8, "facts_dropped_repeated": 3,
-                     "facts_dropped_copied": 5, "facts_dropped_unrelated": 0, "answers_without_claims": 1}
+                     "facts_dropped_copied": 5, "facts_dropped_unrelated": 0, "answers_split_by_rule": 1,
+                     "answers_without_claims": 0}
     assert resumed == {**whole, "shards_run": 1}
