@@ -1,6 +1,8 @@
 """Score and pair: S(y) = -(rejected claims); pairs with a margin, a per-prompt cap, and length balancing.
 
-Exactly RLAIF-V's recipe (its steps 4-5: score answers by rejected claims, pair by score). Pairs of every source come out through
+RLAIF-V's recipe (its steps 4-5: score answers by rejected claims, pair by score). ``share_score`` is the
+alternative score -(rejected claims) / (claims), the share of an answer's claims that are wrong: CHAIR-i's
+measure, which does not punish an answer for naming more true things (docs/recipe.md). Pairs of every source come out through
 ``preference_row`` in TRL's conversational DPO format (``images``, ``prompt``, ``chosen``, ``rejected``) so
 a round's pairs folder trains as is, plus Candor's columns: ids, scores, ``source``, and ``group`` /
 ``chosen_rank`` / ``rejected_rank`` (rows of one ranking or one chosen-vs-k-rejected set share a group;
@@ -19,8 +21,14 @@ def answer_score(p_yes: list[float], negated: list[bool]) -> int:
     return -sum((p > 0.5) if neg else (p <= 0.5) for p, neg in zip(p_yes, negated))
 
 
-def candidate_pairs(scores: list[int], margin: int = 1) -> list[tuple[int, int]]:
-    """(chosen, rejected) index pairs whose scores differ by at least ``margin``; ties are dropped."""
+def share_score(score: int, claims: int) -> float:
+    """-(rejected claims) / (claims) from ``answer_score``'s count; an answer with no claim scores 0."""
+    return score / claims if claims else 0.0
+
+
+def candidate_pairs(scores: list[float], margin: float = 1e-9) -> list[tuple[int, int]]:
+    """(chosen, rejected) index pairs whose scores differ by at least ``margin``; ties are dropped (a share
+    score's ties are exact: equal fractions of small integers are the same float)."""
     pairs = []
     for i, j in itertools.combinations(range(len(scores)), 2):
         if abs(scores[i] - scores[j]) >= margin:
@@ -70,7 +78,7 @@ def pairs_schema():
     message = List({"role": Value("string"), "content": List({"type": Value("string"), "text": Value("string")})})
     return Features({"id": Value("string"), "prompt_id": Value("string"), "round": Value("int64"),
                      "images": List(Image()), "prompt": message, "chosen": message, "rejected": message,
-                     "chosen_score": Value("int64"), "rejected_score": Value("int64"), "source": Value("string"),
+                     "chosen_score": Value("float64"), "rejected_score": Value("float64"), "source": Value("string"),
                      "group": Value("string"), "chosen_rank": Value("int64"),
                      "rejected_rank": Value("int64")}).arrow_schema
 

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from functools import partial
+from typing import Literal
 
 from feedback.claims import llm_split, split_claims
 from feedback.inputs import decode_image
 from feedback.labelers import checked
 from feedback.llm_claims import DROP_REASONS
-from feedback.pairs import answer_score, build_pairs, pairs_schema
+from feedback.pairs import answer_score, build_pairs, pairs_schema, share_score
 from feedback.sections import Positive, Section
 from feedback.sources import RoundContext, Stage, derive_seed
 
@@ -68,10 +69,12 @@ def verify_claims(split_rows: list[dict], prompts: dict[str, dict], labeler, lab
 
 
 def make_pairs(verified: list[dict], prompts: dict[str, dict], max_per_prompt: int, seed: int,
-               balance: bool, round_index: int) -> list[dict]:
+               balance: bool, round_index: int, score: str = "rejected") -> list[dict]:
     answers = defaultdict(list)
     for row in verified:
         if not row["unscored"]:
+            if score == "rejected_share":
+                row = {**row, "score": share_score(row["score"], row["claims"])}
             answers[row["prompt_id"]].append(row)
     return build_pairs(answers, prompts, max_per_prompt, derive_seed(seed, round_index, "pairs"), balance, round_index)
 
@@ -124,7 +127,7 @@ def verify_stage(ctx: RoundContext, labeler, prompts: list[dict]) -> list[dict]:
 def pairs_stage(ctx: RoundContext, _, prompts: list[dict]) -> tuple[list[dict], dict]:
     verified, f = ctx.read("verify"), ctx.cfg.feedback
     pairs = make_pairs(verified, ctx.prompts, f.rlaifv.max_pairs_per_prompt, ctx.cfg.run.seed, f.rlaifv.length_balance,
-                       ctx.round)
+                       ctx.round, f.rlaifv.score)
     return pairs, verify_summary(verified)
 
 
@@ -149,9 +152,12 @@ def claim_check_stages(cfg) -> list[Stage]:
 
 class RLAIFVSection(Section):
     """feedback.rlaifv: at most ``max_pairs_per_prompt`` pairs per prompt; ``length_balance`` keeps as many pairs
-    with a longer chosen answer as with a shorter one (feedback/pairs.py)."""
+    with a longer chosen answer as with a shorter one; ``score`` ranks a prompt's answers by their rejected claims
+    (``rejected``, RLAIF-V's) or by the share of their claims rejected (``rejected_share``: naming one more true
+    object does not lower it; feedback/pairs.py)."""
     max_pairs_per_prompt: Positive = 2
     length_balance: bool = True
+    score: Literal["rejected", "rejected_share"] = "rejected"
 
 
 class RLAIFV:

@@ -41,6 +41,7 @@ def test_default_config_file_loads_and_overrides_apply():
     ("feedback.bpo.weakened=true", "feedback.bpo.weakened: cannot parse"),
     ("feedback.bpo=3", "feedback.bpo: expected model"),
     ("feedback.rlaifv.max_pairs_per_prompt=0", "feedback.rlaifv.max_pairs_per_prompt: must be >= 1"),
+    ("feedback.rlaifv.score=claims", "feedback.rlaifv.score: must be one of"),
     ("feedback.injector=llm feedback.injector_model=", "feedback.injector_model: the llm injector needs a model"),
     ("feedback.amp.levels=1", "feedback.amp.levels: must be >= 2"),
     ("feedback.amp.models=org/big,org/small", "feedback.amp.models: lists 2 models but feedback.amp.levels is 4"),

@@ -1,6 +1,6 @@
 import math
 
-from feedback.pairs import answer_score, build_pairs, candidate_pairs, cap_pairs, length_balance
+from feedback.pairs import answer_score, build_pairs, candidate_pairs, cap_pairs, length_balance, share_score
 
 
 def test_score_counts_rejected_claims_with_negation():
@@ -12,6 +12,19 @@ def test_score_counts_rejected_claims_with_negation():
 def test_candidate_pairs_need_a_margin_and_put_the_better_first():
     assert candidate_pairs([0, -1, 0, -3]) == [(0, 1), (0, 3), (2, 1), (1, 3), (2, 3)]
     assert candidate_pairs([-2, -2]) == []
+
+
+def test_share_score_ranks_by_the_wrong_share_of_claims():
+    # (score, claims): 1 of 6 wrong, 1 of 15 wrong, 2 of 12 wrong, none of 3, an answer with no claim
+    answers = [(-1, 6), (-1, 15), (-2, 12), (0, 3), (0, 0)]
+    shares = [share_score(s, c) for s, c in answers]
+    assert shares == [-1 / 6, -1 / 15, -1 / 6, 0.0, 0.0]
+    # by count the 6- and 15-claim answers tie and the 12-claim one is worst; by share the longer one wins
+    assert (0, 1) not in candidate_pairs([s for s, _ in answers]) and (1, 0) not in candidate_pairs([s for s, _ in answers])
+    share_pairs = candidate_pairs(shares)
+    assert (1, 0) in share_pairs and (1, 2) in share_pairs
+    assert (0, 2) not in share_pairs and (2, 0) not in share_pairs  # 1/6 and 2/12 are the same float: a tie
+    assert (3, 4) not in share_pairs and (4, 3) not in share_pairs
 
 
 def test_cap_is_seeded_and_bounded():
