@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, create_model
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, create_model, model_validator
 
 from engine.resources import OLD_KEYS as OLD_RESOURCE_KEYS
 from engine.resources import ROLES, ResourcesConfig
@@ -125,7 +125,8 @@ class TrainConfig(Section):
     (AMP's ranked groups) | infonce (one chosen vs k rejected); a checkpoint every ``save_steps`` (0: none);
     ``grad_accum_steps`` batches per optimizer step, ``gradient_checkpointing`` trades compute for memory,
     ``max_length`` caps prompt + completion tokens (None: no cap, image tokens are never cut); ``sft_weight`` and
-    ``ld_alpha`` extend the sigmoid loss (below)."""
+    ``ld_alpha`` extend the sigmoid loss (below); ``from_round`` changes beta, lr, epochs, sft_weight or ld_alpha
+    from a round on (``{2: {sft_weight: 2.0}}``; ``for_round(k)`` is what round k trains with)."""
     beta: Annotated[float, Field(gt=0)] = 0.1
     lr: Annotated[float, Field(gt=0, lt=1)] = 5e-4
     epochs: Positive = 2
@@ -145,6 +146,27 @@ class TrainConfig(Section):
     # plain DPO. docs/recipe.md says why the ShapesWorld default uses both.
     sft_weight: Annotated[float, Field(ge=0)] = 0.0
     ld_alpha: Annotated[float, Field(ge=0, le=1)] = 1.0
+    # Later rounds' entries win over earlier ones.
+    from_round: dict[int, dict] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check_from_round(self):
+        for k, changes in self.from_round.items():
+            unknown = set(changes) - set(ROUND_KEYS)
+            if k < 1 or unknown:
+                raise ValueError(f"from_round.{k}: " + (f"{', '.join(sorted(unknown))} cannot change by round (only "
+                                 f"{', '.join(ROUND_KEYS)} can)" if unknown else "rounds count from 1"))
+            typed = validated(TrainConfig, {**self.model_dump(exclude={"from_round"}), **changes}, f"from_round.{k}")
+            changes.update({key: getattr(typed, key) for key in changes})  # "2.0" from a command line is 2.0
+        return self
+
+    def for_round(self, k: int) -> "TrainConfig":
+        """The keys round ``k`` trains with."""
+        changes = {key: value for r in sorted(self.from_round) if r <= k for key, value in self.from_round[r].items()}
+        return TrainConfig.model_validate({**self.model_dump(exclude={"from_round"}), **changes})
+
+
+ROUND_KEYS = ("beta", "lr", "epochs", "sft_weight", "ld_alpha")  # what train.from_round may change
 
 
 class EvalConfig(Section):

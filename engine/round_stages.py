@@ -67,7 +67,8 @@ def train_stage(cfg: Config, store: RunStore, models: Models, executor: Executor
     """DPO from the previous round's policy on this round's pairs, into ``policy/`` (written whole, then
     renamed in); no pairs carries the previous policy over unchanged."""
     def train(ctx: RoundContext, _, __):
-        k, t = ctx.round, cfg.train
+        k = ctx.round
+        t = cfg.train.for_round(k)
         models.free_for_training()  # their memory goes to the trainer
         policy = store.policy(k)
         tmp = policy.with_name("policy.tmp")

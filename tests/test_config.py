@@ -3,7 +3,7 @@ import re
 import pytest
 import yaml
 
-from engine.config import ConfigError, config_from_dict, load_config
+from engine.config import ConfigError, binding_keys, config_from_dict, load_config
 from engine.run import changed_keys, prepare_run
 
 
@@ -42,6 +42,10 @@ def test_default_config_file_loads_and_overrides_apply():
     ("feedback.bpo=3", "feedback.bpo: expected model"),
     ("feedback.rlaifv.max_pairs_per_prompt=0", "feedback.rlaifv.max_pairs_per_prompt: must be >= 1"),
     ("feedback.rlaifv.score=claims", "feedback.rlaifv.score: must be one of"),
+    ("train.from_round.2.sft_weight=-1", "train.from_round.2.sft_weight: must be >= 0"),
+    ("train.from_round.2.lr=inf", "train.from_round.2.lr: must be in (0, 1)"),
+    ("train.from_round.0.lr=0.1", "train.from_round.0: rounds count from 1"),
+    ("train.from_round.2.lora_r=4", "train.from_round.2: lora_r cannot change by round"),
     ("feedback.injector=llm feedback.injector_model=", "feedback.injector_model: the llm injector needs a model"),
     ("feedback.amp.levels=1", "feedback.amp.levels: must be >= 2"),
     ("feedback.amp.models=org/big,org/small", "feedback.amp.models: lists 2 models but feedback.amp.levels is 4"),
@@ -233,3 +237,12 @@ def test_force_across_a_change_drops_the_unfinished_stages_shards_and_keeps_fini
     store = RunStore(tmp_path / "run")
     assert store.read(1, "prompts") == [{"id": "a"}] and store.shards(1, "sample") == []
     assert not store.checkpoints(1).exists()
+
+
+def test_train_keys_change_from_a_round_on():
+    cfg = load_config("configs/shapes-rlaifv.yaml", ["train.from_round.3.lr=1e-4", "train.from_round.2.sft_weight=3",
+                                                      "train.from_round.3.sft_weight=4"])
+    by_round = [(t.lr, t.sft_weight, t.beta) for t in map(cfg.train.for_round, (1, 2, 3, 4))]
+    assert by_round == [(5e-4, 1.0, 0.1), (5e-4, 3.0, 0.1), (1e-4, 4.0, 0.1), (1e-4, 4.0, 0.1)]
+    assert cfg.train.from_round[2] == {"sft_weight": 3.0}  # typed, as RUN/config.yaml saves it
+    assert "train.from_round.2.sft_weight" in binding_keys(cfg)  # a change would mix two recipes in one run
