@@ -156,14 +156,18 @@ class TrainConfig(Section):
             if k < 1 or unknown:
                 raise ValueError(f"from_round.{k}: " + (f"{', '.join(sorted(unknown))} cannot change by round (only "
                                  f"{', '.join(ROUND_KEYS)} can)" if unknown else "rounds count from 1"))
-            typed = validated(TrainConfig, {**self.model_dump(exclude={"from_round"}), **changes}, f"from_round.{k}")
+            typed = self._with(changes, f"from_round.{k}")
             changes.update({key: getattr(typed, key) for key in changes})  # "2.0" from a command line is 2.0
         return self
 
     def for_round(self, k: int) -> "TrainConfig":
         """The keys round ``k`` trains with."""
-        changes = {key: value for r in sorted(self.from_round) if r <= k for key, value in self.from_round[r].items()}
-        return TrainConfig.model_validate({**self.model_dump(exclude={"from_round"}), **changes})
+        return self._with({key: value for r in sorted(self.from_round) if r <= k
+                           for key, value in self.from_round[r].items()}, "train")
+
+    def _with(self, changes: dict, prefix: str) -> "TrainConfig":
+        """This section without ``from_round``, ``changes`` over it, validated (errors name ``prefix``)."""
+        return validated(TrainConfig, {**self.model_dump(exclude={"from_round"}), **changes}, prefix)
 
 
 ROUND_KEYS = ("beta", "lr", "epochs", "sft_weight", "ld_alpha")  # what train.from_round may change

@@ -22,7 +22,7 @@ from typing import Annotated
 from pydantic import Field, model_validator
 
 from feedback.inputs import decode_image
-from feedback.pairs import pairs_schema, preference_row
+from feedback.pairs import preference_row
 from feedback.rlaifv import CLAIM_CHECK_KEYS, claim_check_stages, verify_summary
 from feedback.sections import Section
 from feedback.sources import RoundContext, Stage
@@ -118,4 +118,4 @@ class AMP:
 
     def stages(self, cfg) -> list[Stage]:
         return [Stage("sample", sample_stage, uses="policy", sharded=True), *claim_check_stages(cfg),
-                Stage("pairs", pairs_stage, schema=pairs_schema)]
+                Stage("pairs", pairs_stage)]

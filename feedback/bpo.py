@@ -29,7 +29,7 @@ from feedback.augment import diffusion_noise
 from feedback.claims import in_shapes_grammar, sentences
 from feedback.inject import english_inject
 from feedback.inputs import decode_image
-from feedback.pairs import contrast_groups, pairs_schema
+from feedback.pairs import contrast_groups
 from feedback.sections import DiffusionStep, NonNegative, Section
 from feedback.sources import RoundContext, Stage
 
@@ -217,4 +217,4 @@ class BPO:
         stages = [Stage("sample", weaken_stage, uses="policy", sharded=True)] if f.bpo.weakened else []
         if f.bpo.injected:
             stages.append(Stage("inject", inject_stage, uses="text" if llm else "", model=f.injector_model if llm else ""))
-        return stages + [Stage("pairs", pairs_stage, schema=pairs_schema)]
+        return stages + [Stage("pairs", pairs_stage)]

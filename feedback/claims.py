@@ -131,9 +131,8 @@ def llm_split(answers: list[str], complete: Callable[..., list[str]], max_tokens
     answer's, or state something the answer never mentions: ``screen_facts`` drops those, each with its reason.
     An answer left with no fact (the reply listed none, or the screen dropped them all) is divided by the rule
     splitter instead: with no claim it would score as an answer with nothing wrong and win its pairs. A small
-    model often answers the
-    rewrite prompt ("Yes.") instead of asking; such a fact is rewritten by the rule splitter instead of being
-    lost. A fact that denies keeps its negation.
+    model often answers the rewrite prompt ("Yes.") instead of asking; such a fact is rewritten by the rule
+    splitter instead of being lost. A fact that denies keeps its negation.
     """
     replies = complete([LIST_FACTS_PROMPT.format(answer=a) for a in answers], max_tokens=max_tokens)
     screened = [screen_facts(parse_facts(reply, sentences), answer, sentences)

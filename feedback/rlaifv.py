@@ -17,7 +17,7 @@ from feedback.claims import llm_split, split_claims
 from feedback.inputs import decode_image
 from feedback.labelers import checked
 from feedback.llm_claims import DROP_REASONS
-from feedback.pairs import answer_score, build_pairs, pairs_schema, share_score
+from feedback.pairs import answer_score, build_pairs, share_score
 from feedback.sections import Positive, Section
 from feedback.sources import RoundContext, Stage, derive_seed
 
@@ -169,4 +169,4 @@ class RLAIFV:
 
     def stages(self, cfg) -> list[Stage]:
         return [Stage("sample", sample_stage, uses="policy", sharded=True), *claim_check_stages(cfg),
-                Stage("pairs", pairs_stage, schema=pairs_schema)]
+                Stage("pairs", pairs_stage)]

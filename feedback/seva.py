@@ -13,7 +13,7 @@ from typing import Literal
 
 from feedback.augment import augment
 from feedback.inputs import decode_image
-from feedback.pairs import contrast_groups, pairs_schema
+from feedback.pairs import contrast_groups
 from feedback.sections import DiffusionStep, Positive, Section
 from feedback.sources import RoundContext, Stage
 
@@ -58,4 +58,4 @@ class SeVa:
     losses = ("sigmoid", "infonce")
 
     def stages(self, cfg) -> list[Stage]:
-        return [Stage("sample", sample_stage, uses="policy", sharded=True), Stage("pairs", pairs_stage, schema=pairs_schema)]
+        return [Stage("sample", sample_stage, uses="policy", sharded=True), Stage("pairs", pairs_stage)]

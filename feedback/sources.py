@@ -12,7 +12,8 @@ A built-in source also declares ``section``, its config section (a ``feedback.se
 engine/config.py into ``feedback.<name>``), and ``shared_keys``, the prefixes of the generic feedback keys it
 reads (``("labeler", "splitter")``): those and its section bind a run, no other source's knobs do. A plug-in
 source may declare a ``section`` too: its keys are ``feedback.plugin.<key>``, validated when the config loads
-(docs/architecture.md), and ``shared_keys`` (without them every generic key binds its runs); its pairs stage gets ``pairs_schema`` (the table TRL reads) unless it sets its own.
+(docs/architecture.md), and ``shared_keys`` (without them every generic key binds its runs). Every source's
+pairs stage gets ``pairs_schema`` (the table TRL reads) unless it sets its own.
 
 The sequencer (engine/rounds.py) runs ``prompts``, then the source's stages in order, then ``train`` and one
 ``eval/<suite>`` per evaluation suite, with the same store, shards, completion markers and resume for every
