@@ -57,6 +57,7 @@ class ZooRecipe:
     labeler_steps: int = 6000  # fine-tuned from the policy: a captioner's eyes, then clean yes/no checks
     labeler_validate_every: int = 250  # the labeler keeps its best weights on validation claim questions
     labeler_attribute_share: float = 0.6  # size and position checks in the labeler's corpus (docs/recipe.md)
+    labeler_hard_positions: float = 0.0  # false position checks asked at a cell another object holds
     batch_size: int = 32
     lr: float = 1e-3
     hidden: int = 128
@@ -195,7 +196,7 @@ def train(kind: str, recipe: ZooRecipe, out: Path, init: Path | None = None, log
         model = LlavaForConditionalGeneration.from_pretrained(init, dtype=torch.float32)
     steps = recipe.policy_steps if kind == "policy" else recipe.labeler_steps
     example = world.policy_example if kind == "policy" else (
-        lambda index: world.labeler_example(index, recipe.labeler_attribute_share))
+        lambda index: world.labeler_example(index, recipe.labeler_attribute_share, recipe.labeler_hard_positions))
     optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=0.01)
     warmup = max(1, min(100, steps // 10))
     def decay(s):  # cosine: both models settle instead of ending mid-plateau, whichever machine trains them
