@@ -166,8 +166,7 @@ class ShapesWorld:
             question, answer = short_question(objects, rng)
         return scene.render(), question, answer
 
-    def labeler_example(self, index: int, attribute_share: float = 0.6,
-                        hard_positions: float = 0.0) -> tuple[Image.Image, str, str]:
+    def labeler_example(self, index: int, attribute_share: float = 0.6) -> tuple[Image.Image, str, str]:
         """(image, question, answer) from the labeler corpus: yes/no existence and attribute checks, and some
         clean captions (to keep the captioner's eyes).
 
@@ -185,7 +184,7 @@ class ShapesWorld:
         if kind < 1.0 - attribute_share:
             question, answer = existence_question(list(scene.objects), rng, hard=0.0)
         else:
-            question, answer = attribute_question(list(scene.objects), rng, hard_positions)
+            question, answer = attribute_question(list(scene.objects), rng)
         return scene.render(), f"{question} Please answer yes or no.", answer
 
     def prompt_pool(self, count: int, start: int = 0) -> list[dict]:
@@ -261,13 +260,8 @@ def existence_question(objects: list[Obj], rng: random.Random, hard: float = 0.5
     return f"Is there a {rng.choice(pool)} in the image?", "No."
 
 
-def attribute_question(objects: list[Obj], rng: random.Random, hard: float = 0.0) -> tuple[str, str]:
-    """A yes/no check of one object's size or position; about an absent object the answer is "No.".
-
-    ``hard`` of the false position checks ask at a cell another object holds: there "is something at
-    the top right" and "is the red circle in the image" are both true, so only binding the object to its
-    place answers them (the labeler got 67% of these right, 100% of those at an empty cell).
-    """
+def attribute_question(objects: list[Obj], rng: random.Random) -> tuple[str, str]:
+    """A yes/no check of one object's size or position; about an absent object the answer is "No."."""
     o = rng.choice(objects) if rng.random() < 0.8 else _random_object(rng, rng.randrange(4))
     same = [x for x in objects if x.name == o.name]
     o, present = (same[0], True) if same else (o, False)
@@ -275,11 +269,7 @@ def attribute_question(objects: list[Obj], rng: random.Random, hard: float = 0.0
     if rng.random() < 0.5:
         size = o.size if truthful else SIZES[1 - SIZES.index(o.size)]
         return f"Is the {o.name} {size}?", "Yes." if present and truthful else "No."
-    held = sorted({x.cell for x in objects if x.name != o.name})
-    if hard and held and not (present and truthful) and rng.random() < hard:
-        position = POSITIONS[rng.choice(held)]
-    else:
-        position = o.position if truthful else POSITIONS[(o.cell + rng.randint(1, 3)) % 4]
+    position = o.position if truthful else POSITIONS[(o.cell + rng.randint(1, 3)) % 4]
     preposition = rng.choice(("at", "in"))  # the description grammar uses both
     return f"Is the {o.name} {preposition} the {position}?", "Yes." if present and truthful else "No."
 

@@ -87,6 +87,42 @@ def test_labeler_keeps_its_best_validated_weights(small_zoo):
     assert yes_no_accuracy(model, build_processor(), world.attribute_checks(
         record["n"], split="train", start=50_000_000)) == record["attributes"]
 
+def test_the_labeler_keeps_its_best_validated_candidate(tmp_path):
+    """Each depth in labeler_candidates is trained; the saved labeler is the one with the best validation sum."""
+    import json
+
+    from transformers import AutoConfig
+
+    from engine.zoo import build_zoo
+
+    tiny = dataclasses.replace(SMALL, policy_steps=6, labeler_steps=6, labeler_validate_every=3, labeler_candidates=(0, 1))
+    labeler = build_zoo(tiny, tmp_path, shipped=None)["labeler"]
+    record = json.loads((labeler / "validation.json").read_text())
+    assert [c["extra_layers"] for c in record["candidates"]] == [0, 1]
+    kept = max(record["candidates"], key=lambda c: c["existence"] + c["attributes"])
+    assert record["extra_layers"] == kept["extra_layers"]
+    depth = AutoConfig.from_pretrained(labeler).text_config.num_hidden_layers
+    assert depth == SMALL.layers + kept["extra_layers"]
+
+
+def test_a_deepened_labeler_starts_as_the_policy(small_zoo):
+    """The labeler's extra layers start as identity: before training it answers exactly as the policy does."""
+    from transformers import LlavaForConditionalGeneration
+
+    from engine.zoo import deepened
+
+    policy = LlavaForConditionalGeneration.from_pretrained(small_zoo["policy"], dtype=torch.float32).eval()
+    batch = training_batch(build_processor(), [ShapesWorld().labeler_example(i) for i in range(3)])
+    with torch.no_grad():
+        before = policy(**batch).logits
+        deeper = deepened(LlavaForConditionalGeneration.from_pretrained(small_zoo["policy"], dtype=torch.float32), 2)
+        after = deeper.eval()(**batch).logits
+    assert deeper.config.text_config.num_hidden_layers == policy.config.text_config.num_hidden_layers + 2
+    assert torch.equal(before, after)
+    # the new layers' own weights are trainable, not frozen at zero: a gradient reaches them
+    deeper.train()(**batch).loss.backward()
+    assert deeper.model.language_model.layers[-1].self_attn.o_proj.weight.grad.abs().sum() > 0
+
 
 def test_the_zoo_is_reproducible_from_its_recipe(tmp_path):
     """Two builds of one recipe give bit-identical weights (the labeler's validated pick included)."""
