@@ -9,6 +9,7 @@ under a hash of its recipe and rebuilt only when that changes.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
@@ -143,7 +144,7 @@ def deepened(model, extra: int):
     size and place (with the policy's 2 layers it answered 67% of false positions at another object's cell)."""
     from transformers import LlavaForConditionalGeneration
 
-    config = model.config
+    config = copy.deepcopy(model.config)  # the policy's own config stays as it was
     config.text_config.num_hidden_layers += extra
     deeper = LlavaForConditionalGeneration(config)
     missing, unexpected = deeper.load_state_dict(model.state_dict(), strict=False)
@@ -218,15 +219,15 @@ def train(kind: str, recipe: ZooRecipe, out: Path, init: Path | None = None, log
     else:
         from transformers import LlavaForConditionalGeneration
 
-        report, model = {"candidates": []}, None
+        candidates = []
         for extra in recipe.labeler_candidates:
             torch.manual_seed(recipe.seed + 1)
             candidate = LlavaForConditionalGeneration.from_pretrained(init, dtype=torch.float32)
             candidate = deepened(candidate, extra) if extra else candidate
-            scores = {**fit(candidate, f"labeler +{extra} layers", recipe, world, processor, log_every), "extra_layers": extra}
-            report["candidates"].append(scores)
-            if model is None or scores["existence"] + scores["attributes"] > report["existence"] + report["attributes"]:
-                report, model = {**report, **scores}, candidate
+            scores = fit(candidate, "labeler", recipe, world, processor, log_every, label=f"labeler +{extra} layers")
+            candidates.append(({**scores, "extra_layers": extra}, candidate))
+        kept, model = max(candidates, key=lambda c: c[0]["existence"] + c[0]["attributes"])  # the first on a tie
+        report = {"candidates": [scores for scores, _ in candidates], **kept}
         print(f"[zoo] labeler: kept the candidate with {report['extra_layers']} extra layers", flush=True)
         if report["existence"] < LABELER_TARGET:
             print(f"[zoo] WARNING: the labeler reached only {report['existence']:.1%} on validation existence "
@@ -236,12 +237,12 @@ def train(kind: str, recipe: ZooRecipe, out: Path, init: Path | None = None, log
     save(model, processor, out)
 
 
-def fit(model, name: str, recipe: ZooRecipe, world: ShapesWorld, processor, log_every: int) -> dict:
+def fit(model, kind: str, recipe: ZooRecipe, world: ShapesWorld, processor, log_every: int, label: str = "") -> dict:
     """Trains ``model`` in place with a cosine-decayed learning rate, so it settles instead of ending
-    mid-plateau whichever machine trains it. A labeler (``name`` starts with "labeler") ends on the weights that
-    scored best on validation claim questions (train-split scenes it never trains on: its accuracy jumps when it
-    leaves the yes/no plateau and wobbles after) and returns those scores."""
-    labeler = name.startswith("labeler")
+    mid-plateau whichever machine trains it. A labeler ends on the weights that scored best on validation claim
+    questions (train-split scenes it never trains on: its accuracy jumps when it leaves the yes/no plateau and
+    wobbles after) and returns those scores. ``label`` names the model in the log (default: ``kind``)."""
+    labeler, name = kind == "labeler", label or kind
     steps = recipe.labeler_steps if labeler else recipe.policy_steps
     example = (lambda index: world.labeler_example(index, recipe.labeler_attribute_share)) if labeler else world.policy_example
     optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=0.01)

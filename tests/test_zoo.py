@@ -87,6 +87,7 @@ def test_labeler_keeps_its_best_validated_weights(small_zoo):
     assert yes_no_accuracy(model, build_processor(), world.attribute_checks(
         record["n"], split="train", start=50_000_000)) == record["attributes"]
 
+
 def test_the_labeler_keeps_its_best_validated_candidate(tmp_path):
     """Each depth in labeler_candidates is trained; the saved labeler is the one with the best validation sum."""
     import json
