@@ -58,7 +58,6 @@ class ZooRecipe:
     labeler_steps: int = 6000  # fine-tuned from the policy: a captioner's eyes, then clean yes/no checks
     labeler_validate_every: int = 250  # the labeler keeps its best weights on validation claim questions
     labeler_attribute_share: float = 0.6  # size and position checks in the labeler's corpus (docs/recipe.md)
-    labeler_place_share: float = 0.0  # "Where is the X?" / "What is at the P?" read-outs in its corpus
     # One labeler per entry (text layers added on top of the policy's, starting as identity), the best on
     # validation kept: on zoo seed 0 the policy's depth bound objects to places better, on seed 1 two more layers.
     labeler_candidates: tuple[int, ...] = (0, 2)
@@ -245,7 +244,7 @@ def fit(model, kind: str, recipe: ZooRecipe, world: ShapesWorld, processor, log_
     wobbles after) and returns those scores. ``label`` names the model in the log (default: ``kind``)."""
     labeler, name = kind == "labeler", label or kind
     steps = recipe.labeler_steps if labeler else recipe.policy_steps
-    example = (lambda index: world.labeler_example(index, recipe.labeler_attribute_share, recipe.labeler_place_share)) if labeler else world.policy_example
+    example = (lambda index: world.labeler_example(index, recipe.labeler_attribute_share)) if labeler else world.policy_example
     optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=0.01)
     warmup = max(1, min(100, steps // 10))
     schedule = torch.optim.lr_scheduler.LambdaLR(

@@ -166,8 +166,7 @@ class ShapesWorld:
             question, answer = short_question(objects, rng)
         return scene.render(), question, answer
 
-    def labeler_example(self, index: int, attribute_share: float = 0.6,
-                        place_share: float = 0.0) -> tuple[Image.Image, str, str]:
+    def labeler_example(self, index: int, attribute_share: float = 0.6) -> tuple[Image.Image, str, str]:
         """(image, question, answer) from the labeler corpus: yes/no existence and attribute checks, and some
         clean captions (to keep the captioner's eyes).
 
@@ -182,8 +181,6 @@ class ShapesWorld:
         kind = rng.random()
         if kind < 0.1:
             return scene.render(), DESCRIBE, describe(scene.objects, rng)
-        if kind < 0.1 + place_share:
-            return (scene.render(), *place_question(list(scene.objects), rng))
         if kind < 1.0 - attribute_share:
             question, answer = existence_question(list(scene.objects), rng, hard=0.0)
         else:
@@ -285,22 +282,10 @@ def short_question(objects: list[Obj], rng: random.Random) -> tuple[str, str]:
         n = len(objects)
         return "How many shapes are there?", f"There {'is' if n == 1 else 'are'} {NUMBERS[n]} shape{'s' if n > 1 else ''}."
     if kind == 1:
-        return _where(o)
+        return f"Where is the {o.name}?", f"The {o.name} is at the {o.position}."
     if kind == 2 and [x.shape for x in objects].count(o.shape) == 1:
         return f"What color is the {o.shape}?", f"The {o.shape} is {o.color}."
-    return _what_is_at(objects, rng.randrange(4))
-
-
-def place_question(objects: list[Obj], rng: random.Random) -> tuple[str, str]:
-    """Where an object is, or what a cell holds: read-outs that tie each object to its own place."""
-    return _where(rng.choice(objects)) if rng.random() < 0.5 else _what_is_at(objects, rng.randrange(4))
-
-
-def _where(o: Obj) -> tuple[str, str]:
-    return f"Where is the {o.name}?", f"The {o.name} is at the {o.position}."
-
-
-def _what_is_at(objects: list[Obj], cell: int) -> tuple[str, str]:
+    cell = rng.randrange(4)
     there = [x for x in objects if x.cell == cell]
     if there:
         return f"What is at the {POSITIONS[cell]}?", f"There is a {there[0].size} {there[0].name} at the {POSITIONS[cell]}."
