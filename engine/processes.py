@@ -1,4 +1,5 @@
-"""Stopping a whole Ray cluster that Candor's tests or scripts started: every process of its session.
+"""Process lifetimes: stopping a whole Ray cluster that Candor's tests or scripts started (every process of its
+session), and workers that end with the process that started them.
 
 Ray renames some of its processes (``ray::DashboardAgent``, ``ray::RuntimeEnvAgent``) and the raylet puts
 each worker in its own process group, so neither matching command lines nor killing one process group
@@ -9,7 +10,10 @@ own, which ends with the job.
 """
 from __future__ import annotations
 
+import multiprocessing
+import multiprocessing.connection
 import os
+import threading
 
 import psutil
 
@@ -43,3 +47,13 @@ def stop_session(session: int, grace: float = 20) -> list[psutil.Process]:
             pass
     psutil.wait_procs(alive, timeout=grace)
     return session_processes(session)
+
+
+def exit_with_parent() -> None:
+    """Ends this process (a ``multiprocessing`` worker, such as a zoo build) when the process that started it
+    dies, even by SIGKILL: an orphaned build would train on, holding a core, and the next build of the same
+    model would share its folder."""
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        threading.Thread(target=lambda: (multiprocessing.connection.wait([parent.sentinel]), os._exit(1)),
+                         daemon=True).start()

@@ -26,6 +26,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from engine.generation import chat_prompt
+from engine.processes import exit_with_parent
 from engine.zoo_files import MANIFEST, SHIPPED, install_shipped, verify, write_manifest
 from evaluation.shapes import IMAGE_SIZE, ShapesWorld, grammar_text
 from feedback.labelers import QUESTION_SUFFIX
@@ -204,6 +205,7 @@ def train(kind: str, recipe: ZooRecipe, out: Path, init: Path | None = None, log
     policy's) and the candidate best on validation claim questions is kept: whether a build learns to bind
     an object to its size and place varies from build to build (docs/recipe.md).
     """
+    exit_with_parent()
     # Two builds at once (two zoo seeds) each take one core: at this size a second thread gains nothing.
     torch.set_num_threads(int(os.environ.get("CANDOR_ZOO_THREADS", os.cpu_count() or 1)))
     world = ShapesWorld(recipe.seed, recipe.prior)

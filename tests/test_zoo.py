@@ -1,4 +1,8 @@
 import dataclasses
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import torch
 from safetensors import safe_open
@@ -167,3 +171,26 @@ def test_a_shipped_zoo_is_verified_installed_and_rebuilt_when_damaged(tmp_path, 
     (installed["policy"] / "config.json").write_text("{}")
     with pytest.raises(ZooIntegrityError, match="config.json: content differs"):
         build_zoo(tiny, tmp_path / "fresh", shipped=shipped)
+
+
+def test_a_zoo_build_stops_when_its_caller_is_killed(tmp_path):
+    # A killed run must not leave its build worker training on as an orphan that holds a core.
+    script = f"from pathlib import Path; from engine.zoo import SMALL, build_zoo; build_zoo(SMALL, Path({str(tmp_path)!r}), shipped=None)"
+    caller = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
+                              cwd=Path(__file__).resolve().parent.parent)
+    assert "[zoo] building the policy" in caller.stdout.readline()
+    time.sleep(5)  # the worker is importing or training
+    children = [int(pid) for pid in Path(f"/proc/{caller.pid}/task/{caller.pid}/children").read_text().split()]
+    assert children, "the build started no worker"
+    caller.kill()
+    caller.wait()
+
+    def running(pid: int) -> bool:
+        stat = Path(f"/proc/{pid}/stat")
+        return stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+
+    deadline = time.time() + 60
+    while any(running(pid) for pid in children) and time.time() < deadline:
+        time.sleep(0.5)
+    assert not [pid for pid in children if running(pid)]
+    assert not (tmp_path / "zoo" / f"policy-{SMALL.key('policy')}").exists()
