@@ -26,7 +26,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, create_model, m
 from engine.resources import OLD_KEYS as OLD_RESOURCE_KEYS
 from engine.resources import ROLES, ResourcesConfig
 from feedback.labelers import LabelerKeys
-from feedback.sections import NonNegative, Positive, Section, is_section, nest_old_keys, validated
+from feedback.sections import ByRound, NonNegative, Positive, Section, is_section, nest_old_keys, validated
 from feedback.sources import BUILT_IN, load_source, source_class
 
 
@@ -120,7 +120,7 @@ FeedbackConfig = create_model(
     **{name: (source.section, Field(default_factory=source.section)) for name, source in SOURCES.items()})
 
 
-class TrainConfig(Section):
+class TrainConfig(ByRound):
     """LoRA DPO from the previous round's policy; reference: previous | initial; loss: sigmoid (DPO) | mdpo
     (AMP's ranked groups) | infonce (one chosen vs k rejected); a checkpoint every ``save_steps`` (0: none);
     ``grad_accum_steps`` batches per optimizer step, ``gradient_checkpointing`` trades compute for memory,
@@ -146,31 +146,7 @@ class TrainConfig(Section):
     # plain DPO. docs/recipe.md says why the ShapesWorld default uses both.
     sft_weight: Annotated[float, Field(ge=0)] = 0.0
     ld_alpha: Annotated[float, Field(ge=0, le=1)] = 1.0
-    # Later rounds' entries win over earlier ones.
-    from_round: dict[int, dict] = Field(default_factory=dict)
-
-    @model_validator(mode="after")
-    def _check_from_round(self):
-        for k, changes in self.from_round.items():
-            unknown = set(changes) - set(ROUND_KEYS)
-            if k < 1 or unknown:
-                raise ValueError(f"from_round.{k}: " + (f"{', '.join(sorted(unknown))} cannot change by round (only "
-                                 f"{', '.join(ROUND_KEYS)} can)" if unknown else "rounds count from 1"))
-            typed = self._with(changes, f"from_round.{k}")
-            changes.update({key: getattr(typed, key) for key in changes})  # "2.0" from a command line is 2.0
-        return self
-
-    def for_round(self, k: int) -> "TrainConfig":
-        """The keys round ``k`` trains with."""
-        return self._with({key: value for r in sorted(self.from_round) if r <= k
-                           for key, value in self.from_round[r].items()}, "train")
-
-    def _with(self, changes: dict, prefix: str) -> "TrainConfig":
-        """This section without ``from_round``, ``changes`` over it, validated (errors name ``prefix``)."""
-        return validated(TrainConfig, {**self.model_dump(exclude={"from_round"}), **changes}, prefix)
-
-
-ROUND_KEYS = ("beta", "lr", "epochs", "sft_weight", "ld_alpha")  # what train.from_round may change
+    ROUND_KEYS = ("beta", "lr", "epochs", "sft_weight", "ld_alpha")  # what from_round may change
 
 
 class EvalConfig(Section):

@@ -26,12 +26,12 @@ def share_score(score: int, claims: int) -> float:
     return score / claims if claims else 0.0
 
 
-def candidate_pairs(scores: list[float], margin: float = 1e-9) -> list[tuple[int, int]]:
-    """(chosen, rejected) index pairs whose scores differ by at least ``margin``; ties are dropped (a share
-    score's ties are exact: equal fractions of small integers are the same float)."""
+def candidate_pairs(scores: list[float], margin: float = 0.0) -> list[tuple[int, int]]:
+    """(chosen, rejected) index pairs whose scores differ by at least ``margin``; ties are always dropped (a
+    share score's ties are exact: equal fractions of small integers are the same float)."""
     pairs = []
     for i, j in itertools.combinations(range(len(scores)), 2):
-        if abs(scores[i] - scores[j]) >= margin:
+        if scores[i] != scores[j] and abs(scores[i] - scores[j]) >= margin:
             pairs.append((i, j) if scores[i] > scores[j] else (j, i))
     return pairs
 
@@ -95,15 +95,16 @@ def preference_row(prompt: dict, chosen: str, rejected: str, *, id: str, round_i
 
 
 def build_pairs(answers: dict[str, list[dict]], prompts: dict[str, dict], max_per_prompt: int, seed: int,
-                balance: bool = True, round_index: int = 0) -> list[dict]:
-    """answers: prompt id -> [{'sample', 'response', 'score'}]; prompts: id -> prompt row.
+                balance: bool = True, round_index: int = 0, min_margin: float = 0.0) -> list[dict]:
+    """answers: prompt id -> [{'sample', 'response', 'score'}]; prompts: id -> prompt row; pairs whose scores
+    differ by less than ``min_margin`` are not made.
 
     Returns pairs-table rows; each pair is its own group (RLAIF-V makes no rankings).
     """
     chosen_rejected = []
     for prompt_id in sorted(answers):
         rows = sorted(answers[prompt_id], key=lambda r: r["sample"])
-        pairs = cap_pairs(candidate_pairs([r["score"] for r in rows]), max_per_prompt, seed, prompt_id)
+        pairs = cap_pairs(candidate_pairs([r["score"] for r in rows], min_margin), max_per_prompt, seed, prompt_id)
         chosen_rejected += [(prompt_id, rows[i], rows[j]) for i, j in pairs]
     if balance:
         keep = length_balance([(len(c["response"].split()), len(r["response"].split())) for _, c, r in chosen_rejected])

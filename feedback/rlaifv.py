@@ -11,14 +11,16 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from functools import partial
-from typing import Literal
+from typing import Annotated, Literal
+
+from pydantic import Field
 
 from feedback.claims import llm_split, split_claims
 from feedback.inputs import decode_image
 from feedback.labelers import checked
 from feedback.llm_claims import DROP_REASONS
 from feedback.pairs import answer_score, build_pairs, share_score
-from feedback.sections import Positive, Section
+from feedback.sections import ByRound, Positive
 from feedback.sources import RoundContext, Stage, derive_seed
 
 
@@ -69,14 +71,15 @@ def verify_claims(split_rows: list[dict], prompts: dict[str, dict], labeler, lab
 
 
 def make_pairs(verified: list[dict], prompts: dict[str, dict], max_per_prompt: int, seed: int,
-               balance: bool, round_index: int, score: str = "rejected") -> list[dict]:
+               balance: bool, round_index: int, score: str = "rejected", min_margin: float = 0.0) -> list[dict]:
     answers = defaultdict(list)
     for row in verified:
         if not row["unscored"]:
             if score == "rejected_share":
                 row = {**row, "score": share_score(row["score"], row["claims"])}
             answers[row["prompt_id"]].append(row)
-    return build_pairs(answers, prompts, max_per_prompt, derive_seed(seed, round_index, "pairs"), balance, round_index)
+    return build_pairs(answers, prompts, max_per_prompt, derive_seed(seed, round_index, "pairs"), balance, round_index,
+                       min_margin)
 
 
 # ---- the stages ---------------------------------------------------------------------------------------
@@ -126,8 +129,9 @@ def verify_stage(ctx: RoundContext, labeler, prompts: list[dict]) -> list[dict]:
 
 def pairs_stage(ctx: RoundContext, _, prompts: list[dict]) -> tuple[list[dict], dict]:
     verified, f = ctx.read("verify"), ctx.cfg.feedback
-    pairs = make_pairs(verified, ctx.prompts, f.rlaifv.max_pairs_per_prompt, ctx.cfg.run.seed, f.rlaifv.length_balance,
-                       ctx.round, f.rlaifv.score)
+    r = f.rlaifv.for_round(ctx.round)
+    pairs = make_pairs(verified, ctx.prompts, r.max_pairs_per_prompt, ctx.cfg.run.seed, r.length_balance, ctx.round,
+                       r.score, r.min_margin)
     return pairs, verify_summary(verified)
 
 
@@ -150,14 +154,19 @@ def claim_check_stages(cfg) -> list[Stage]:
             Stage("verify", verify_stage, uses="labeler", sharded=True)]
 
 
-class RLAIFVSection(Section):
+class RLAIFVSection(ByRound):
     """feedback.rlaifv: at most ``max_pairs_per_prompt`` pairs per prompt; ``length_balance`` keeps as many pairs
     with a longer chosen answer as with a shorter one; ``score`` ranks a prompt's answers by their rejected claims
     (``rejected``, RLAIF-V's) or by the share of their claims rejected (``rejected_share``: naming one more true
-    object does not lower it; feedback/pairs.py)."""
+    object does not lower it; feedback/pairs.py); ``min_margin`` drops pairs whose scores differ by less (in
+    rejected claims for ``rejected``, in share for ``rejected_share``): a labeler that errs on one claim in ten
+    makes one-claim pairs the noisiest (docs/recipe.md). ``from_round`` changes any of them from a round on
+    (``{2: {min_margin: 0}}``)."""
     max_pairs_per_prompt: Positive = 2
     length_balance: bool = True
     score: Literal["rejected", "rejected_share"] = "rejected"
+    min_margin: Annotated[float, Field(ge=0)] = 0.0
+    ROUND_KEYS = ("max_pairs_per_prompt", "length_balance", "score", "min_margin")
 
 
 class RLAIFV:

@@ -10,7 +10,7 @@ key named relative to the section: :func:`validated` turns any error into one me
 """
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, ClassVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -49,6 +49,33 @@ class Section(BaseModel):
             if isinstance(value, str) and "None" in kind and value.strip().lower() in ("none", "null", ""):
                 data[name] = None
         return data
+
+
+class ByRound(Section):
+    """A section whose ``ROUND_KEYS`` may change from a round on: ``from_round: {2: {key: value}}`` (rounds count
+    from 1; a later round's entry wins over an earlier one); ``for_round(k)`` is the section round ``k`` runs with."""
+    ROUND_KEYS: ClassVar[tuple[str, ...]] = ()
+    from_round: dict[int, dict] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check_from_round(self):
+        for k, changes in self.from_round.items():
+            unknown = set(changes) - set(self.ROUND_KEYS)
+            if k < 1 or unknown:
+                raise ValueError(f"from_round.{k}: " + (f"{', '.join(sorted(unknown))} cannot change by round (only "
+                                 f"{', '.join(self.ROUND_KEYS)} can)" if unknown else "rounds count from 1"))
+            typed = self._with(changes, f"from_round.{k}")
+            changes.update({key: getattr(typed, key) for key in changes})  # "2.0" from a command line is 2.0
+        return self
+
+    def for_round(self, k: int):
+        """The keys round ``k`` runs with (this section without ``from_round``)."""
+        return self._with({key: value for r in sorted(self.from_round) if r <= k
+                           for key, value in self.from_round[r].items()}, "from_round")
+
+    def _with(self, changes: dict, prefix: str):
+        """This section without ``from_round``, ``changes`` over it, validated (errors name ``prefix``)."""
+        return validated(type(self), {**self.model_dump(exclude={"from_round"}), **changes}, prefix)
 
 
 def nest_old_keys(values: dict, old_keys: dict[str, tuple[str, ...]], section: str) -> dict:

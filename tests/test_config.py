@@ -46,6 +46,8 @@ def test_default_config_file_loads_and_overrides_apply():
     ("train.from_round.2.lr=inf", "train.from_round.2.lr: must be in (0, 1)"),
     ("train.from_round.0.lr=0.1", "train.from_round.0: rounds count from 1"),
     ("train.from_round.2.lora_r=4", "train.from_round.2: lora_r cannot change by round"),
+    ("feedback.rlaifv.from_round.2.min_margin=-1", "feedback.rlaifv.from_round.2.min_margin: must be >= 0"),
+    ("feedback.rlaifv.from_round.2.splitter=llm", "feedback.rlaifv.from_round.2: splitter cannot change by round"),
     ("feedback.injector=llm feedback.injector_model=", "feedback.injector_model: the llm injector needs a model"),
     ("feedback.amp.levels=1", "feedback.amp.levels: must be >= 2"),
     ("feedback.amp.models=org/big,org/small", "feedback.amp.models: lists 2 models but feedback.amp.levels is 4"),
@@ -246,3 +248,11 @@ def test_train_keys_change_from_a_round_on():
     assert by_round == [(5e-4, 1.0, 0.1), (5e-4, 3.0, 0.1), (1e-4, 4.0, 0.1), (1e-4, 4.0, 0.1)]
     assert cfg.train.from_round[2] == {"sft_weight": 3.0}  # typed, as RUN/config.yaml saves it
     assert "train.from_round.2.sft_weight" in binding_keys(cfg)  # a change would mix two recipes in one run
+
+
+def test_pair_keys_change_from_a_round_on():
+    cfg = load_config("configs/shapes-rlaifv.yaml", ["feedback.rlaifv.min_margin=2",
+                                                      "feedback.rlaifv.from_round.2.min_margin=0"])
+    by_round = [(r.min_margin, r.max_pairs_per_prompt) for r in map(cfg.feedback.rlaifv.for_round, (1, 2, 3))]
+    assert by_round == [(2.0, 2), (0.0, 2), (0.0, 2)]
+    assert "feedback.rlaifv.from_round.2.min_margin" in binding_keys(cfg)

@@ -7,7 +7,7 @@ import pytest
 from engine.config import load_config
 from engine.round_stages import shapes_prompts
 from evaluation.shapes import OBJECTS, ShapesWorld, oracle_answer
-from feedback import amp, bpo, seva
+from feedback import amp, bpo, rlaifv, seva
 from feedback.claims import split_claims
 from feedback.inputs import decode_image
 from feedback.pairs import pairs_schema
@@ -187,6 +187,20 @@ def test_amp_reranks_by_claim_checks_and_groups_all_pairs():
              r["rejected_rank"]) for r in pairs] == [("b", "a", 0, 1), ("b", "c", 0, 2), ("a", "c", 1, 2)]
     assert {r["group"] for r in pairs} == {p["id"]} and {r["source"] for r in pairs} == {"amp"}
 
+
+
+def test_rlaifv_pairs_follow_the_round_s_minimum_margin():
+    p = PROMPTS[0]
+    verified = [{"prompt_id": p["id"], "sample": s, "response": text, "score": score, "unscored": False, "claims": 3}
+                for s, text, score in [(0, "a", 0), (1, "b", -1), (2, "c", -3)]]
+    overrides = ["feedback.rlaifv.min_margin=2", "feedback.rlaifv.from_round.2.min_margin=0",
+                 "feedback.rlaifv.max_pairs_per_prompt=3"]
+    texts = {}
+    for k in (1, 2):
+        pairs, info = rlaifv.pairs_stage(context(overrides, {"verify": verified}, round_index=k), None, PROMPTS)
+        texts[k] = sorted((r["chosen"][0]["content"][0]["text"], r["rejected"][0]["content"][0]["text"]) for r in pairs)
+        assert info["answers"] == 3
+    assert texts == {1: [("a", "c"), ("b", "c")], 2: [("a", "b"), ("a", "c"), ("b", "c")]}
 
 # ---- end to end on the small zoo ----------------------------------------------------------------------
 SMALL_RUN = ["sampling.prompts_per_round=8", "sampling.shard_size=4", "eval.n=10", "run.rounds=1"]

@@ -12,6 +12,9 @@ def test_score_counts_rejected_claims_with_negation():
 def test_candidate_pairs_need_a_margin_and_put_the_better_first():
     assert candidate_pairs([0, -1, 0, -3]) == [(0, 1), (0, 3), (2, 1), (1, 3), (2, 3)]
     assert candidate_pairs([-2, -2]) == []
+    # a minimum margin of 2 rejected claims keeps only the pairs two or more claims apart; 0 keeps every non-tie
+    assert candidate_pairs([0, -1, 0, -3], margin=2) == [(0, 3), (1, 3), (2, 3)]
+    assert candidate_pairs([-2, -2], margin=0) == []
 
 
 def test_share_score_ranks_by_the_wrong_share_of_claims():
@@ -54,3 +57,5 @@ def test_build_pairs_writes_trl_conversational_rows():
     assert row["images"] == [{"bytes": b"png", "path": None}]
     assert (row["chosen_score"], row["rejected_score"], row["round"]) == (0, -1, 3)
     assert not math.isnan(row["chosen_score"])
+    # one rejected claim apart: no pair once the minimum margin is 2
+    assert build_pairs(answers, prompts, max_per_prompt=2, seed=0, balance=True, round_index=3, min_margin=2) == []
