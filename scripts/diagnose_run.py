@@ -5,7 +5,10 @@
 Per round: the pairs (count, mean words of chosen and rejected, mean score margin, share whose rejected answer
 names a partner object of the language prior that the chosen one does not), the DPO figures, and the held-out
 answers (words, CHAIR-i, and each hallucinated mention classed as a *partner* of a present object, the
-language prior's doing, or *other*, a perception error). The figures behind docs/recipe.md.
+language prior's doing, or *other*, a perception error). Then, for runs whose rounds checked claims, the pairs
+by the labeler's margin (rejected claims between chosen and rejected), each judged by ShapesWorld's truth: right
+when the oracle's score of the same two answers ranks them the same way, tie when it scores them equal, wrong
+when it ranks them the other way. The figures behind docs/recipe.md.
 """
 from __future__ import annotations
 
@@ -16,7 +19,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # this checkout's package, whatever the environment has installed
 
 from evaluation.layout import RunLayout  # noqa: E402  (after the path line)
-from evaluation.shapes import ShapesWorld, partner  # noqa: E402
+from evaluation.shapes import ShapesWorld, oracle_answer, partner  # noqa: E402
+from feedback.pairs import answer_score  # noqa: E402
 
 
 def _text(message: list[dict]) -> str:
@@ -41,6 +45,20 @@ def pair_figures(layout: RunLayout, k: int, vocab) -> dict:
     return {"pairs": n, "chosen_words": sum(chosen_words) / n, "rejected_words": sum(rejected_words) / n,
             "chosen_shorter": sum(c < r for c, r in zip(chosen_words, rejected_words)) / n,
             "margin": sum(margins) / n, "partner_pairs": partner_pairs / n}
+
+
+def truth_by_margin(layout: RunLayout, k: int) -> dict[str, list[int]]:
+    """Round ``k``'s pairs by labeler margin ("1", "2", "3+") -> [right, tie, wrong] by ShapesWorld's truth."""
+    prompts = {p["id"]: p for p in layout.read_stage(k, "prompts")}
+    truth = {(row["prompt_id"], row["response"]): answer_score(
+        [float(oracle_answer(q, prompts[row["prompt_id"]]["layout"])) for q in row["questions"]], row["negated"])
+        for row in layout.read_stage(k, "split")}
+    counts = {"1": [0, 0, 0], "2": [0, 0, 0], "3+": [0, 0, 0]}
+    for row in layout.read_stage(k, "pairs"):
+        margin = row["chosen_score"] - row["rejected_score"]
+        gap = truth[row["prompt_id"], _text(row["chosen"])] - truth[row["prompt_id"], _text(row["rejected"])]
+        counts["1" if margin < 2 else "2" if margin < 3 else "3+"][0 if gap > 0 else 1 if gap == 0 else 2] += 1
+    return counts
 
 
 def eval_figures(rows: list[dict], vocab) -> dict:
@@ -79,6 +97,15 @@ def main(runs: list[str]) -> None:
             acc = f"{t['reward_accuracy']:.2f}" if t.get("reward_accuracy") is not None else "-"
             print(f"| {layout.root.name} | {k} | {pairs} | {loss} | {acc} | {e['words']:.1f} | {e['chair_i']:.1%} | "
                   f"{e['partner_share']:.0%} of {e['hallucinated']} |")
+    print("\n| run | round | pairs by labeler margin: right / tie / wrong by ShapesWorld's truth, margin 1 | 2 | 3+ |")
+    print("|---|---|---|---|---|")
+    for run in runs:
+        layout = RunLayout(run)
+        for k in layout.round_numbers():
+            if k and layout.is_done(k, "split") and layout.is_done(k, "pairs"):
+                cells = [f"{n}: " + " / ".join(f"{c / max(1, n):.0%}" for c in counts) for counts in
+                         truth_by_margin(layout, k).values() for n in [sum(counts)]]
+                print(f"| {layout.root.name} | {k} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":
