@@ -27,9 +27,10 @@ def assert_same_training(a, b, tolerance):
         assert one["grad_norm"] > 0
     assert weights_a.keys() == weights_b.keys()
     # Adam divides by the root of the squared gradient, so an element whose gradient is near 0 amplifies
-    # float rounding: 1e-5 is 0.2% of one step at lr 5e-3.
+    # float rounding into its step (the CI machine once differed by 4.0e-5 on 1 of 1024 elements); a real
+    # bug moves many elements by a whole step (lr), so 2% of one step is the bar.
     for key in weights_a:
-        torch.testing.assert_close(weights_a[key], weights_b[key], rtol=tolerance, atol=1e-5)
+        torch.testing.assert_close(weights_a[key], weights_b[key], rtol=tolerance, atol=0.02 * TRAIN["lr"])
 
 
 def test_gradient_checkpointing_gives_the_same_losses_gradients_and_adapter(small_zoo, tmp_path):
