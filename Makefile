@@ -9,4 +9,4 @@ demo: setup
 	$(PY) iterate.py --config configs/shapes-rlaifv.yaml
 
 test: setup
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider --durations=25
