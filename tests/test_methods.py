@@ -188,7 +188,6 @@ def test_amp_reranks_by_claim_checks_and_groups_all_pairs():
     assert {r["group"] for r in pairs} == {p["id"]} and {r["source"] for r in pairs} == {"amp"}
 
 
-
 def test_rlaifv_pairs_follow_the_round_s_minimum_margin():
     p = PROMPTS[0]
     verified = [{"prompt_id": p["id"], "sample": s, "response": text, "score": score, "unscored": False, "claims": 3}
@@ -201,6 +200,7 @@ def test_rlaifv_pairs_follow_the_round_s_minimum_margin():
         texts[k] = sorted((r["chosen"][0]["content"][0]["text"], r["rejected"][0]["content"][0]["text"]) for r in pairs)
         assert info["answers"] == 3
     assert texts == {1: [("a", "c"), ("b", "c")], 2: [("a", "b"), ("a", "c"), ("b", "c")]}
+
 
 # ---- end to end on the small zoo ----------------------------------------------------------------------
 SMALL_RUN = ["sampling.prompts_per_round=8", "sampling.shard_size=4", "eval.n=10", "run.rounds=1"]
