@@ -1,7 +1,14 @@
 """Session fixtures: the small zoo is built once (cached by recipe hash) and one vLLM engine serves every test."""
-import pytest
+import os
 
-from engine.zoo import SMALL, build_zoo
+# Before anything imports huggingface_hub, which reads it once. No test may reach the hub (CI machines cannot):
+# offline, a name that is not a local folder fails at once; online, the fake-model round tests (whose policy is
+# the bare name "policy") waited 47-65 s each on network timeouts before their token screen gave up.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import pytest  # noqa: E402
+
+from engine.zoo import SMALL, build_zoo  # noqa: E402
 
 
 @pytest.fixture(scope="session")
