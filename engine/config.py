@@ -47,7 +47,7 @@ class ModelConfig(Section):
     ``min_pixels``/``max_pixels`` bound the image resolution of processors that resize (Qwen2.5-VL)."""
     policy: str = "zoo"
     zoo: Literal["full", "small"] = "full"  # which zoo recipe ``zoo`` paths refer to
-    zoo_seed: NonNegative = 0  # the zoo recipe's seed (the shipped zoo is seed 0; another seed is built on first use)
+    zoo_seed: NonNegative = 0  # the zoo recipe's seed (seeds 0 and 1 ship in zoo/; another is built on first use)
     dtype: Literal["float32", "bfloat16", "float16", "auto"] = "float32"
     max_model_len: Positive = 512
     tensor_parallel_size: Positive = 1

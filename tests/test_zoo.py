@@ -174,6 +174,22 @@ def test_a_shipped_zoo_is_verified_installed_and_rebuilt_when_damaged(tmp_path, 
         build_zoo(tiny, tmp_path / "fresh", shipped=shipped)
 
 
+def test_the_repository_ships_exactly_the_zoos_of_the_current_recipes():
+    """Each zoo of SHIPPED_ZOOS is in zoo/ and passes its manifest and recipe check (a recipe change without
+    ``python -m engine.zoo --ship`` would make every user rebuild it), and zoo/ holds nothing else."""
+    from engine.zoo import SHIPPED_ZOOS, zoo_recipe
+    from engine.zoo_files import SHIPPED, verify
+
+    expected = set()
+    for size, seed in SHIPPED_ZOOS:
+        recipe = zoo_recipe(size, seed)
+        for kind in ("policy", "labeler"):
+            folder = SHIPPED / f"{kind}-{recipe.key(kind)}"
+            verify(folder, recipe.fields(kind))
+            expected.add(folder.name)
+    assert {p.name for p in SHIPPED.iterdir()} == expected
+
+
 def test_a_zoo_build_stops_when_its_caller_is_killed(tmp_path):
     # A killed run must not leave its build worker training on as an orphan that holds a core.
     script = f"from pathlib import Path; from engine.zoo import SMALL, build_zoo; build_zoo(SMALL, Path({str(tmp_path)!r}), shipped=None)"
