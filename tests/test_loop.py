@@ -189,10 +189,13 @@ def test_ray_job_submit_against_a_local_cluster(small_zoo, tmp_path):
         run_dir = tmp_path / "submitted"
         entry = [sys.executable, str(ROOT / "iterate.py"), "--config", str(ROOT / "configs/shapes-rlaifv.yaml"),
                  "--run-dir", str(run_dir), *TINY, "run.rounds=1", "feedback.labeler=vlm"]
-        for _ in range(30):  # the dashboard's job agent comes up a little after `ray start` returns
+        # The dashboard's job agent comes up after `ray start` returns: seconds on a quiet machine, over a minute
+        # with other Ray clusters on the 2 cores (a CI run beside a loop run gave up after 30 tries).
+        deadline = time.time() + 300
+        while True:
             result = subprocess.run([ray, "job", "submit", "--address", f"http://127.0.0.1:{dash}", "--", *entry],
                                     env=env, capture_output=True, text=True, timeout=900)
-            if "No available agent" not in result.stdout + result.stderr:
+            if "No available agent" not in result.stdout + result.stderr or time.time() > deadline:
                 break
             time.sleep(2)
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
