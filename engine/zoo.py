@@ -80,6 +80,10 @@ class ZooRecipe:
         """Hash of ``fields(kind)``: recipes that differ only in the labeler share one policy."""
         return hashlib.sha256(json.dumps({"kind": kind, **self.fields(kind)}, sort_keys=True).encode()).hexdigest()[:12]
 
+    def folder(self, kind: str) -> str:
+        """The model's folder name in a zoo (the cache's or the repository's): its kind and recipe hash."""
+        return f"{kind}-{self.key(kind)}"
+
 
 FULL = ZooRecipe()
 # Mechanics tests only need models that load, generate and train; quality is not asserted on them.
@@ -310,7 +314,7 @@ def build_zoo(recipe: ZooRecipe = FULL, cache: Path = CACHE, shipped: Path | Non
     shipped one (engine/zoo_files.py) is checked and copied, any other is trained: the policy, then the labeler
     from it. Each trains in its own process on every core, so the caller's threads and memory stay as they
     were. ``shipped=None`` ignores the shipped copies (a rebuild)."""
-    paths = {kind: cache / "zoo" / f"{kind}-{recipe.key(kind)}" for kind in ("policy", "labeler")}
+    paths = {kind: cache / "zoo" / recipe.folder(kind) for kind in ("policy", "labeler")}
     context = multiprocessing.get_context("spawn")
     started = time.time()
     for kind, path in paths.items():

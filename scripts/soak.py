@@ -34,7 +34,7 @@ MB = 1 << 20
 def full_zoo_built() -> bool:
     from engine.zoo import CACHE, FULL
 
-    return all((CACHE / "zoo" / f"{kind}-{FULL.key(kind)}" / "_SUCCESS").exists() for kind in ("policy", "labeler"))
+    return all((CACHE / "zoo" / FULL.folder(kind) / "_SUCCESS").exists() for kind in ("policy", "labeler"))
 
 
 def role(process: psutil.Process) -> str:

@@ -184,7 +184,7 @@ def test_the_repository_ships_exactly_the_zoos_of_the_current_recipes():
     for size, seed in SHIPPED_ZOOS:
         recipe = zoo_recipe(size, seed)
         for kind in ("policy", "labeler"):
-            folder = SHIPPED / f"{kind}-{recipe.key(kind)}"
+            folder = SHIPPED / recipe.folder(kind)
             verify(folder, recipe.fields(kind))
             expected.add(folder.name)
     assert {p.name for p in SHIPPED.iterdir()} == expected
@@ -212,6 +212,6 @@ def test_a_zoo_build_stops_when_its_caller_is_killed(tmp_path):
     while any(map(running, children)) and time.time() < deadline:
         time.sleep(0.5)
     assert not [process.pid for process in children if running(process)]
-    assert not (tmp_path / "zoo" / f"policy-{SMALL.key('policy')}").exists()
+    assert not (tmp_path / "zoo" / SMALL.folder("policy")).exists()
     # A worker that outlived its caller and trained to the end would have saved weights in its .tmp folder.
     assert not list((tmp_path / "zoo").glob("policy-*/*.safetensors"))
