@@ -5,7 +5,8 @@
 Per round: the pairs (count, mean words of chosen and rejected, mean score margin, share whose rejected answer
 names a partner object of the language prior that the chosen one does not), the DPO figures, and the held-out
 answers (words, CHAIR-i, and each hallucinated mention classed as a *partner* of a present object, the
-language prior's doing, or *other*, a perception error). Then, for runs whose rounds checked claims, the pairs
+language prior's doing, or *other*; the *perception errors* among the others share their colour or their
+shape with a present object: a misread object). Then, for runs whose rounds checked claims, the pairs
 by the labeler's margin (rejected claims between chosen and rejected), each judged by ShapesWorld's truth: right
 when the oracle's score of the same two answers ranks them the same way, tie when it scores them equal, wrong
 when it ranks them the other way. The figures behind docs/recipe.md.
@@ -62,25 +63,27 @@ def truth_by_margin(layout: RunLayout, k: int) -> dict[str, list[int]]:
 
 
 def eval_figures(rows: list[dict], vocab) -> dict:
-    mentions = partner_errors = other_errors = words = 0
+    mentions = partner_errors = other_errors = perception_errors = words = 0
     for row in rows:
         gt = set(row["gt_objects"])
         partners = {partner(o) for o in gt}
         found = vocab.mentions(row["response"])
         mentions += len(found)
         partner_errors += sum(o not in gt and o in partners for o in found)
-        other_errors += sum(o not in gt and o not in partners for o in found)
+        others = [o.split() for o in found if o not in gt and o not in partners]
+        other_errors += len(others)
+        perception_errors += sum(any(c == g.split()[0] or s == g.split()[1] for g in gt) for c, s in others)
         words += len(row["response"].split())
     return {"words": words / len(rows), "chair_i": (partner_errors + other_errors) / max(1, mentions),
             "partner_share": partner_errors / max(1, partner_errors + other_errors),
-            "hallucinated": partner_errors + other_errors}
+            "hallucinated": partner_errors + other_errors, "perception": perception_errors, "mentions": mentions}
 
 
 def main(runs: list[str]) -> None:
     vocab = ShapesWorld.vocabulary()
     print("| run | round | pairs | chosen / rejected words | chosen shorter | margin | partner pairs | DPO loss first→last "
-          "| reward acc | answer words | CHAIR-i | partner share of hallucinations |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "| reward acc | answer words | CHAIR-i | partner share of hallucinations | perception errors / mentions |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for run in runs:
         layout = RunLayout(run)
         train = {m["round"]: m for m in layout.metrics() if m.get("stage") == "train"}
@@ -96,7 +99,7 @@ def main(runs: list[str]) -> None:
             loss = f"{t['loss_first']:.3f}→{t['loss_last']:.3f}" if t.get("loss_first") is not None else "-"
             acc = f"{t['reward_accuracy']:.2f}" if t.get("reward_accuracy") is not None else "-"
             print(f"| {layout.root.name} | {k} | {pairs} | {loss} | {acc} | {e['words']:.1f} | {e['chair_i']:.1%} | "
-                  f"{e['partner_share']:.0%} of {e['hallucinated']} |")
+                  f"{e['partner_share']:.0%} of {e['hallucinated']} | {e['perception']} / {e['mentions']} |")
     print("\n| run | round | pairs by labeler margin: right / tie / wrong by ShapesWorld's truth, margin 1 | 2 | 3+ |")
     print("|---|---|---|---|---|")
     for run in runs:

@@ -40,3 +40,17 @@ def test_pairs_are_judged_by_the_truth_and_grouped_by_the_labeler_s_margin():
              ("small", "partner", 0, -3),   # margin 3, truly better by 2 claims: right
              ("partner", "partner", 0, -3)]  # margin 3, the same answer: a tie
     assert diagnose_run.truth_by_margin(RoundTables(pairs), 1) == {"1": [1, 0, 1], "2": [1, 0, 0], "3+": [1, 1, 0]}
+
+
+def test_held_out_hallucinations_are_classed_as_partner_perception_or_other():
+    from evaluation.shapes import ShapesWorld, partner
+
+    assert partner("red circle") == "green triangle"
+    rows = [{"gt_objects": ["red circle", "blue square"],
+             # a partner; two misread objects (the yellow circle shares the shape of the red circle, the blue diamond
+             # the colour of the blue square); one that shares neither
+             "response": "There is a red circle. There is a green triangle. There is a yellow circle. "
+                         "There is a blue diamond. There is a green diamond."}]
+    figures = diagnose_run.eval_figures(rows, ShapesWorld.vocabulary())
+    assert (figures["mentions"], figures["hallucinated"], figures["perception"]) == (5, 4, 2)
+    assert figures["partner_share"] == 1 / 4
