@@ -52,6 +52,12 @@ def partner(name: str) -> str:
     return f"{COLORS[(COLORS.index(color) + 1) % 4]} {SHAPES[(SHAPES.index(shape) + 2) % 4]}"
 
 
+def shares_colour_or_shape(name: str, others) -> bool:
+    """Whether ``name`` has the colour or the shape of one of ``others``: a hard negative, or a misread object."""
+    color, shape = name.split()
+    return any(color == other.split()[0] or shape == other.split()[1] for other in others)
+
+
 @dataclass(frozen=True)
 class Obj:
     color: str
@@ -255,7 +261,7 @@ def existence_question(objects: list[Obj], rng: random.Random, hard: float = 0.5
     if present:
         return f"Is there a {rng.choice(sorted(names))} in the image?", "Yes."
     absent = [n for n in OBJECTS if n not in names]
-    near = [n for n in absent if any(n.split()[0] == m.split()[0] or n.split()[1] == m.split()[1] for m in names)]
+    near = [n for n in absent if shares_colour_or_shape(n, names)]
     pool = near if near and rng.random() < hard else absent
     return f"Is there a {rng.choice(pool)} in the image?", "No."
 

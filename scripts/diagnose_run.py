@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # this checkout's package, whatever the environment has installed
 
 from evaluation.layout import RunLayout  # noqa: E402  (after the path line)
-from evaluation.shapes import ShapesWorld, oracle_answer, partner  # noqa: E402
+from evaluation.shapes import ShapesWorld, oracle_answer, partner, shares_colour_or_shape  # noqa: E402
 from feedback.pairs import answer_score  # noqa: E402
 
 
@@ -70,9 +70,9 @@ def eval_figures(rows: list[dict], vocab) -> dict:
         found = vocab.mentions(row["response"])
         mentions += len(found)
         partner_errors += sum(o not in gt and o in partners for o in found)
-        others = [o.split() for o in found if o not in gt and o not in partners]
+        others = [o for o in found if o not in gt and o not in partners]
         other_errors += len(others)
-        perception_errors += sum(any(c == g.split()[0] or s == g.split()[1] for g in gt) for c, s in others)
+        perception_errors += sum(shares_colour_or_shape(o, gt) for o in others)
         words += len(row["response"].split())
     return {"words": words / len(rows), "chair_i": (partner_errors + other_errors) / max(1, mentions),
             "partner_share": partner_errors / max(1, partner_errors + other_errors),
