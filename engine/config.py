@@ -261,6 +261,17 @@ def _build(data: dict) -> Config:
     return cfg
 
 
+def _shapesworld_model(policy: str) -> bool:
+    """Whether ``policy`` was trained on ShapesWorld: the zoo, a zoo or warmed-up arch folder, or a round's
+    policy merged (``engine.export --merge``) from one of those."""
+    from engine.merge import merged_base
+
+    if policy == "zoo" or any((Path(policy) / marker).exists() for marker in ("recipe.json", "candor_arch.json")):
+        return True
+    base = merged_base(policy)
+    return base is not None and base != policy and _shapesworld_model(base)
+
+
 def _validate(cfg: Config) -> None:
     """The rules that span keys, then the plug-ins."""
     f = cfg.feedback
@@ -279,10 +290,10 @@ def _validate(cfg: Config) -> None:
          f"must be < model.max_model_len ({cfg.model.max_model_len}): the prompt and the answer share the context"),
         ("model.max_pixels", cfg.model.max_pixels is None or cfg.model.min_pixels is None
          or cfg.model.min_pixels <= cfg.model.max_pixels, "must be >= model.min_pixels"),
-        ("data.source", cfg.data.source == "dataset" or cfg.model.policy == "zoo" or any(
-            (Path(cfg.model.policy) / marker).exists() for marker in ("recipe.json", "candor_arch.json")),
+        ("data.source", cfg.data.source == "dataset" or _shapesworld_model(cfg.model.policy),
          f"ShapesWorld's synthetic scenes train and judge Candor's ShapesWorld models only (the zoo, a warmed-up "
-         f"arch); {cfg.model.policy!r} would be aligned and judged on a world it never saw: set data.source=dataset"),
+         f"arch, a round merged from either); {cfg.model.policy!r} would be aligned and judged on a world it never "
+         "saw: set data.source=dataset"),
         ("feedback.labeler", f.labeler != "oracle" or cfg.data.source == "shapesworld",
          "the oracle knows ShapesWorld's scenes only (data.source=shapesworld)"),
         ("feedback.splitter_model", f.splitter != "llm" or f.splitter_model, "the llm splitter needs a model path"),

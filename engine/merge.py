@@ -48,3 +48,9 @@ def merge_adapter(adapter_dir: str | Path, out_dir: str | Path, base_model: str 
     save(merged, AutoProcessor.from_pretrained(processor_source), out)
     (out / "candor_merged.json").write_text(json.dumps({"base_model": str(base), "adapter": str(adapter.resolve())}))
     return out
+
+
+def merged_base(folder: str | Path) -> str | None:
+    """The base model a merged policy folder was made from (its ``candor_merged.json``), or None."""
+    stamp = Path(folder) / "candor_merged.json"
+    return json.loads(stamp.read_text())["base_model"] if stamp.exists() else None

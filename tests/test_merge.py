@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from engine.config import load_config
 from evaluation.shapes import DESCRIBE, ShapesWorld
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,6 +41,8 @@ def test_merged_policy_loads_without_peft_and_answers_as_the_adapter(small_zoo, 
     assert result.returncode == 0, result.stderr[-2000:]
     assert "round 1's policy merged" in result.stdout
     assert not (merged / "adapter_config.json").exists() and (merged / "chat_template.jinja").exists()
+    # a round of a ShapesWorld run, merged, is still judged (and aligned further) on ShapesWorld
+    assert load_config(ROOT / "configs" / "shapes-rlaifv.yaml", [f"model.policy={merged}"]).model.policy == str(merged)
 
     world = ShapesWorld()
     items = [(world.scene("eval", i).render(), DESCRIBE) for i in range(6)]

@@ -33,8 +33,14 @@ def test_a_real_policy_on_shapesworld_prompts_is_refused_with_the_reason(policy,
                                           "ShapesWorld models only.*set data.source=dataset"):
         load_config(CONFIG, [f"model.policy={policy}"])
     assert load_config(CONFIG, [f"model.policy={policy}", "data.source=dataset"]).model.policy == policy
+    merged = tmp_path / "merged"  # a round merged into its base (engine.export --merge) keeps its base's world
+    merged.mkdir()
+    (merged / "candor_merged.json").write_text(json.dumps({"base_model": str(tmp_path), "adapter": "a"}))
+    with pytest.raises(ConfigError, match="a round merged from either"):
+        load_config(CONFIG, [f"model.policy={merged}"])
     (tmp_path / "candor_arch.json").write_text(json.dumps({"arch": "llava", "seed": 0}))  # a warmed-up tiny arch
     assert load_config(CONFIG, [f"model.policy={tmp_path}"]).data.source == "shapesworld"
+    assert load_config(CONFIG, [f"model.policy={merged}"]).data.source == "shapesworld"
 
 
 def _png(color) -> bytes:
