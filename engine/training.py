@@ -107,8 +107,9 @@ def train_dpo(base_model: str, pairs_dir: str | Path, out_dir: str | Path, *, pr
         model = PeftModel.from_pretrained(model, previous_adapter, is_trainable=True)
     else:
         peft_config = LoraConfig(r=lora_r, lora_alpha=lora_alpha, lora_dropout=0.0, target_modules=LORA_TARGETS)
-    scratch = tempfile.mkdtemp(prefix="candor-dpo-")
     saving = bool(checkpoint_dir) and save_steps > 0
+    # TRL wants an output_dir even when nothing is saved; it writes nothing there then
+    scratch = None if saving else tempfile.mkdtemp(prefix="candor-dpo-")
     args = DPOConfig(output_dir=str(checkpoint_dir) if saving else scratch, per_device_train_batch_size=per_step,
                      num_train_epochs=epochs, learning_rate=lr, beta=beta, max_length=None,
                      loss_type=["sigmoid", "sft"] if sft_weight else ["sigmoid"],
@@ -127,8 +128,11 @@ def train_dpo(base_model: str, pairs_dir: str | Path, out_dir: str | Path, *, pr
     if reference == "initial" and "ref" in trainer.model.peft_config:
         trainer.model.delete_adapter("ref")  # with no "ref" adapter TRL disables adapters: the initial policy
     resume = last_checkpoint(checkpoint_dir, world_size) if checkpoint_dir else None
-    trainer.train(resume_from_checkpoint=resume)
-    shutil.rmtree(scratch, ignore_errors=True)
+    try:
+        trainer.train(resume_from_checkpoint=resume)
+    finally:
+        if scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
     steps = [h for h in trainer.state.log_history if "loss" in h]
     last_epoch = [h for h in steps if h.get("epoch", 0) > epochs - 1] or steps
     figures = {
