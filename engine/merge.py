@@ -11,6 +11,8 @@ from pathlib import Path
 
 from evaluation.layout import RunLayout
 
+STAMP = "candor_merged.json"  # in a merged folder: the base and the adapter it was made from
+
 
 def round_adapter(run_dir: str | Path, round_index: int | None = None) -> tuple[int, Path]:
     """(round, adapter folder) of ``round_index``, or of the newest round whose policy is an adapter."""
@@ -46,11 +48,11 @@ def merge_adapter(adapter_dir: str | Path, out_dir: str | Path, base_model: str 
     merged = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
     processor_source = adapter if (adapter / "processor_config.json").exists() else base
     save(merged, AutoProcessor.from_pretrained(processor_source), out)
-    (out / "candor_merged.json").write_text(json.dumps({"base_model": str(base), "adapter": str(adapter.resolve())}))
+    (out / STAMP).write_text(json.dumps({"base_model": str(base), "adapter": str(adapter.resolve())}))
     return out
 
 
 def merged_base(folder: str | Path) -> str | None:
     """The base model a merged policy folder was made from (its ``candor_merged.json``), or None."""
-    stamp = Path(folder) / "candor_merged.json"
+    stamp = Path(folder) / STAMP
     return json.loads(stamp.read_text())["base_model"] if stamp.exists() else None
