@@ -207,16 +207,12 @@ def yes_no_accuracy(model, processor, items: list[dict], batch_size: int = 100, 
     return correct / len(items)
 
 
-def train(kind: str, recipe: ZooRecipe, out: Path, init: Path | None = None, log_every: int = 200) -> None:
-    """Trains the policy (from scratch) or the labeler (from ``init``) on fresh ShapesWorld samples.
-
-    The labeler trains once per entry of ``recipe.labeler_candidates`` (text layers added on top of the
-    policy's) and the candidate best on validation claim questions is kept: whether a build learns to bind
-    an object to its size and place varies from build to build (docs/recipe.md).
-    """
+def train(kind: str, recipe: ZooRecipe, out: Path, init: Path | None = None, log_every: int = 200,
+          extra: int = 0, threads: int | None = None) -> None:
+    """Trains the policy (from scratch) or one labeler candidate (from ``init``, with ``extra`` text layers added
+    on top of the policy's) on fresh ShapesWorld samples, and saves it with its validation scores."""
     exit_with_parent()
-    # Two builds at once (two zoo seeds) each take one core: at this size a second thread gains nothing.
-    torch.set_num_threads(int(os.environ.get("CANDOR_ZOO_THREADS", os.cpu_count() or 1)))
+    torch.set_num_threads(threads or zoo_threads())
     world = ShapesWorld(recipe.seed, recipe.prior)
     processor = build_processor()
     if kind == "policy":
@@ -230,22 +226,35 @@ def train(kind: str, recipe: ZooRecipe, out: Path, init: Path | None = None, log
     else:
         from transformers import LlavaForConditionalGeneration
 
-        candidates = []
-        for extra in recipe.labeler_candidates:
-            torch.manual_seed(recipe.seed + 1)
-            candidate = LlavaForConditionalGeneration.from_pretrained(init, dtype=torch.float32)
-            candidate = deepened(candidate, extra) if extra else candidate
-            scores = fit(candidate, "labeler", recipe, world, processor, log_every, label=f"labeler +{extra} layers")
-            candidates.append(({**scores, "extra_layers": extra}, candidate))
-        kept, model = max(candidates, key=lambda c: c[0]["existence"] + c[0]["attributes"])  # the first on a tie
-        report = {"candidates": [scores for scores, _ in candidates], **kept}
-        print(f"[zoo] labeler: kept the candidate with {report['extra_layers']} extra layers", flush=True)
-        if report["existence"] < LABELER_TARGET:
-            print(f"[zoo] WARNING: the labeler reached only {report['existence']:.1%} on validation existence "
-                  f"questions (target {LABELER_TARGET:.0%}); its claim checks will be noisy", flush=True)
+        torch.manual_seed(recipe.seed + 1)
+        model = LlavaForConditionalGeneration.from_pretrained(init, dtype=torch.float32)
+        model = deepened(model, extra) if extra else model
+        report = {**fit(model, "labeler", recipe, world, processor, log_every, label=f"labeler +{extra} layers"),
+                  "extra_layers": extra}
     out.mkdir(parents=True, exist_ok=True)
     (out / "validation.json").write_text(json.dumps(report))
     save(model, processor, out)
+
+
+def zoo_threads() -> int:
+    """Threads for one zoo build: ``CANDOR_ZOO_THREADS`` (two builds side by side take one core each), else all."""
+    return int(os.environ.get("CANDOR_ZOO_THREADS", os.cpu_count() or 1))
+
+
+def keep_best_labeler(candidates: list[Path], out: Path) -> dict:
+    """Moves the candidate best on validation claim questions (the first on a tie) to ``out``, its report
+    listing every candidate's scores: whether a build learns to bind an object to its size and place varies
+    from build to build (docs/recipe.md)."""
+    scores = [json.loads((path / "validation.json").read_text()) for path in candidates]
+    best = max(range(len(candidates)), key=lambda i: scores[i]["existence"] + scores[i]["attributes"])
+    report = {"candidates": scores, **scores[best]}
+    candidates[best].rename(out)
+    (out / "validation.json").write_text(json.dumps(report))
+    print(f"[zoo] labeler: kept the candidate with {report['extra_layers']} extra layers", flush=True)
+    if report["existence"] < LABELER_TARGET:
+        print(f"[zoo] WARNING: the labeler reached only {report['existence']:.1%} on validation existence "
+              f"questions (target {LABELER_TARGET:.0%}); its claim checks will be noisy", flush=True)
+    return report
 
 
 def fit(model, kind: str, recipe: ZooRecipe, world: ShapesWorld, processor, log_every: int, label: str = "") -> dict:
@@ -309,11 +318,23 @@ def save(model, processor, out: Path) -> None:
         index.write_text(json.dumps(data, indent=2))
 
 
+def run_workers(context, jobs: list[tuple]) -> None:
+    """Runs ``train(*job)`` for every job, each in its own process, all at once."""
+    workers = [context.Process(target=train, args=job) for job in jobs]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    failed = [f"{job[0]} {job[2].name} (exit code {w.exitcode})" for job, w in zip(jobs, workers) if w.exitcode != 0]
+    if failed:
+        raise RuntimeError(f"zoo build failed for {', '.join(failed)}; see the log above")
+
+
 def build_zoo(recipe: ZooRecipe = FULL, cache: Path = CACHE, shipped: Path | None = SHIPPED) -> dict[str, Path]:
     """Returns {'policy': path, 'labeler': path} in ``cache``: a cached model is checked against its manifest, a
     shipped one (engine/zoo_files.py) is checked and copied, any other is trained: the policy, then the labeler
-    from it. Each trains in its own process on every core, so the caller's threads and memory stay as they
-    were. ``shipped=None`` ignores the shipped copies (a rebuild)."""
+    from it (its candidates side by side). Each trains in its own process, so the caller's threads and memory
+    stay as they were. ``shipped=None`` ignores the shipped copies (a rebuild)."""
     paths = {kind: cache / "zoo" / recipe.folder(kind) for kind in ("policy", "labeler")}
     context = multiprocessing.get_context("spawn")
     started = time.time()
@@ -328,12 +349,19 @@ def build_zoo(recipe: ZooRecipe = FULL, cache: Path = CACHE, shipped: Path | Non
         print(f"[zoo] building the {kind} ({recipe})", flush=True)
         tmp = path.with_name(path.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
-        init = str(paths["policy"]) if kind == "labeler" else None
-        worker = context.Process(target=train, args=(kind, recipe, tmp, init))
-        worker.start()
-        worker.join()
-        if worker.exitcode != 0:
-            raise RuntimeError(f"zoo build failed for the {kind} (exit code {worker.exitcode}; see the log above)")
+        if kind == "policy":
+            run_workers(context, [(kind, recipe, tmp)])
+        else:
+            # The candidates are independent: one process each, the build's threads shared among them.
+            outs = [tmp.with_name(f"{tmp.name}-{extra}") for extra in recipe.labeler_candidates]
+            for out in outs:
+                shutil.rmtree(out, ignore_errors=True)
+            threads = max(1, zoo_threads() // len(outs))
+            run_workers(context, [(kind, recipe, out, paths["policy"], 200, extra, threads)
+                                  for out, extra in zip(outs, recipe.labeler_candidates)])
+            keep_best_labeler(outs, tmp)
+            for out in outs:
+                shutil.rmtree(out, ignore_errors=True)
         (tmp / "recipe.json").write_text(json.dumps(recipe.fields(kind), indent=1))
         write_manifest(tmp)
         (tmp / "_SUCCESS").write_text(f"{time.time() - start:.1f}\n")

@@ -94,7 +94,8 @@ def test_labeler_keeps_its_best_validated_weights(small_zoo):
 
 
 def test_the_labeler_keeps_its_best_validated_candidate(tmp_path):
-    """Each depth in labeler_candidates is trained; the saved labeler is the one with the best validation sum."""
+    """Each depth in labeler_candidates is trained (side by side); the saved labeler is the one with the best
+    validation sum, and nothing of the others is left in the cache."""
     import json
 
     from transformers import AutoConfig
@@ -109,6 +110,7 @@ def test_the_labeler_keeps_its_best_validated_candidate(tmp_path):
     assert record["extra_layers"] == kept["extra_layers"]
     depth = AutoConfig.from_pretrained(labeler).text_config.num_hidden_layers
     assert depth == SMALL.layers + kept["extra_layers"]
+    assert {p.name for p in (tmp_path / "zoo").iterdir()} == {tiny.folder("policy"), tiny.folder("labeler")}
 
 
 def test_a_deepened_labeler_starts_as_the_policy(small_zoo):
