@@ -128,12 +128,12 @@ def resolve_models(cfg: Config) -> tuple[str, str]:
 
 def model_resolver(policy: str):
     """What a model named by a stage (splitter, injector, AMP's models) loads: ``zoo`` is the zoo policy,
-    ``smollm2`` the small text LLM engine/zoo.py unpacks; paths and hub ids pass as they are."""
+    ``smollm2`` the small text LLM engine/smollm2.py unpacks; paths and hub ids pass as they are."""
     def resolve(name: str) -> str:
         if name == "zoo":
             return policy
         if name == "smollm2":
-            from engine.zoo import smollm2_model
+            from engine.smollm2 import smollm2_model
 
             return str(smollm2_model())
         return name

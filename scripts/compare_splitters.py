@@ -33,7 +33,7 @@ def llm_splits(texts: list[str], model: str, max_tokens: int) -> tuple[list[list
     """The LLM splitter's claims, the listed facts its screen dropped by reason, and how many of the kept facts'
     questions the model wrote (the rest fell back to the rule rewrite of the model's fact)."""
     from engine.generation import VLLMEngine
-    from engine.zoo import smollm2_model
+    from engine.smollm2 import smollm2_model
 
     # The few-shot prompt (~250 tokens), an answer and its fact list share the context.
     engine = VLLMEngine(model or str(smollm2_model()), max_model_len=max_tokens + 1024, enforce_eager=True)

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from engine.zoo import smollm2_model
+from engine.smollm2 import smollm2_model
 
 
 @pytest.fixture(scope="module")
