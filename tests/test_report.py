@@ -66,3 +66,28 @@ def test_user_text_reaches_the_report_escaped():
     assert "\\*\\*bold\\*\\*" in text and "\\[link\\]\\(http://x\\)" in text and "\\|" in text
     assert not any(ch in text for ch in "\u202e\u2066\x00\x1b\n")
     assert escape("There is a red circle.") == "There is a red circle."
+
+
+def test_compare_runs_gives_each_runs_cut_and_the_spread_over_runs(tiny_run, tmp_path, capsys):
+    """scripts/compare_runs.py: the README's seed figures (cut per run, mean ± sample sd) from run directories."""
+    import shutil
+
+    from scripts.compare_runs import main
+
+    other = tmp_path / "other"
+    shutil.copytree(tiny_run, other)
+    metrics = other / "rounds" / "001" / "eval" / "metrics.json"
+    metrics.write_text(json.dumps({**json.loads(metrics.read_text()), "chair_i": 0.15, "recall": 0.78}))
+    main([str(tiny_run), str(other)])
+    out = capsys.readouterr().out
+    assert "| run | vlm | 1 | 40.0% | 20.0% | 81.0% | 0.500 | 4 | 0.75 | 71 |" in out
+    assert "| run | vlm | 2 |" not in out  # round 2 stopped before its evaluation: no row
+    assert "run: CHAIR-i -33.3%, recall +1.2% after round 1" in out
+    assert "other: CHAIR-i -50.0%, recall -2.5% after round 1" in out
+    # mean(-33.3, -50.0) = -41.7; sample sd = 16.7 / sqrt(2) = 11.8; recall mean(+1.25, -2.5) = -0.6 ± 2.7
+    assert "mean ± sd over 2 runs: CHAIR-i -41.7% ± 11.8%, recall -0.6% ± 2.7%" in out
+    with pytest.raises(SystemExit, match="missing: not a run directory"):
+        main([str(tiny_run), str(tmp_path / "missing")])
+    shutil.rmtree(other / "rounds" / "001" / "eval")
+    with pytest.raises(SystemExit, match=r"other: needs round 0 and a later round evaluated \(has \[0\]\)"):
+        main([str(other)])
