@@ -39,6 +39,8 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 PATCH = 8
 LABELER_TARGET = 0.9
 IMAGE_TOKENS = (IMAGE_SIZE // PATCH) ** 2
+# A build's training state in its .tmp folder, saved this often: a killed build resumes by running it again.
+CHECKPOINT, CHECKPOINT_EVERY = "resume.pt", 250
 # LLaVA-1.5's conversation format; TRL needs the generation prompt to be a prefix of the full chat.
 CHAT_TEMPLATE = (
     "{% for m in messages %}{% if m['role'] == 'user' %}USER: "
@@ -210,15 +212,23 @@ def yes_no_accuracy(model, processor, items: list[dict], batch_size: int = 100, 
 def train(kind: str, recipe: ZooRecipe, out: Path, init: Path | None = None, log_every: int = 200,
           extra: int = 0, threads: int | None = None) -> None:
     """Trains the policy (from scratch) or one labeler candidate (from ``init``, with ``extra`` text layers added
-    on top of the policy's) on fresh ShapesWorld samples, and saves it with its validation scores."""
+    on top of the policy's) on fresh ShapesWorld samples, and saves it with its validation scores. ``out`` keeps
+    a checkpoint while it trains: a killed worker's rerun resumes from it, and one that had finished is kept."""
     exit_with_parent()
+    checkpoint = out / CHECKPOINT
+    if (out / "validation.json").is_file() and not checkpoint.exists():
+        print(f"[zoo] {out.name}: trained already", flush=True)
+        return
+    if not checkpoint.exists():
+        shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(threads or zoo_threads())
     world = ShapesWorld(recipe.seed, recipe.prior)
     processor = build_processor()
     if kind == "policy":
         torch.manual_seed(recipe.seed)
         model = build_model(recipe, processor.tokenizer)
-        fit(model, "policy", recipe, world, processor, log_every)
+        fit(model, "policy", recipe, world, processor, log_every, checkpoint=checkpoint)
         # POPE asks the policy without the labeler's suffix; a plateaued policy says "No." to all
         accuracy = yes_no_accuracy(model, processor, world.claim_questions(300, split="train", start=50_000_000), suffix="")
         print(f"[zoo] policy: {accuracy:.1%} on 300 validation existence questions (POPE's phrasing)", flush=True)
@@ -229,11 +239,11 @@ def train(kind: str, recipe: ZooRecipe, out: Path, init: Path | None = None, log
         torch.manual_seed(recipe.seed + 1)
         model = LlavaForConditionalGeneration.from_pretrained(init, dtype=torch.float32)
         model = deepened(model, extra) if extra else model
-        report = {**fit(model, "labeler", recipe, world, processor, log_every, label=f"labeler +{extra} layers"),
-                  "extra_layers": extra}
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "validation.json").write_text(json.dumps(report))
+        report = {**fit(model, "labeler", recipe, world, processor, log_every, label=f"labeler +{extra} layers",
+                        checkpoint=checkpoint), "extra_layers": extra}
     save(model, processor, out)
+    (out / "validation.json").write_text(json.dumps(report))  # written last: the mark of a finished model
+    checkpoint.unlink(missing_ok=True)  # none when the fit was shorter than one checkpoint interval
 
 
 def zoo_threads() -> int:
@@ -257,11 +267,14 @@ def keep_best_labeler(candidates: list[Path], out: Path) -> dict:
     return report
 
 
-def fit(model, kind: str, recipe: ZooRecipe, world: ShapesWorld, processor, log_every: int, label: str = "") -> dict:
+def fit(model, kind: str, recipe: ZooRecipe, world: ShapesWorld, processor, log_every: int, label: str = "",
+        checkpoint: Path | None = None, checkpoint_every: int = CHECKPOINT_EVERY) -> dict:
     """Trains ``model`` in place with a cosine-decayed learning rate, so it settles instead of ending
     mid-plateau whichever machine trains it. A labeler ends on the weights that scored best on validation claim
     questions (train-split scenes it never trains on: its accuracy jumps when it leaves the yes/no plateau and
-    wobbles after) and returns those scores. ``label`` names the model in the log (default: ``kind``)."""
+    wobbles after) and returns those scores. ``label`` names the model in the log (default: ``kind``).
+    Every ``checkpoint_every`` steps the whole training state goes to ``checkpoint``, and a fit that finds one
+    there resumes from it: each step's data depend only on the step, so the result is the uninterrupted one's."""
     labeler, name = kind == "labeler", label or kind
     steps = recipe.labeler_steps if labeler else recipe.policy_steps
     example = (lambda index: world.labeler_example(index, recipe.labeler_attribute_share)) if labeler else world.policy_example
@@ -271,10 +284,18 @@ def fit(model, kind: str, recipe: ZooRecipe, world: ShapesWorld, processor, log_
         optimizer, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * s / steps)))
     validation = {"existence": world.claim_questions(300, split="train", start=50_000_000),
                   "attributes": world.attribute_checks(300, split="train", start=50_000_000)} if labeler else {}
-    best = ({"existence": -1.0}, 0, None)
+    best, first = ({"existence": -1.0}, 0, None), 0
+    if checkpoint is not None and checkpoint.is_file():
+        state = torch.load(checkpoint, weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        torch.set_rng_state(state["rng"])
+        best, first = state["best"], state["step"]
+        print(f"[zoo] {name} resumes at step {first}/{steps} from {checkpoint}", flush=True)
     start, offset = time.time(), 10_000_000 if labeler else 0  # disjoint images per model
     model.train()
-    for step in range(steps):
+    for step in range(first, steps):
         batch = training_batch(processor, [example(offset + step * recipe.batch_size + j)
                                            for j in range(recipe.batch_size)])
         loss = model(**batch).loss
@@ -291,6 +312,11 @@ def fit(model, kind: str, recipe: ZooRecipe, world: ShapesWorld, processor, log_
                   + ", ".join(f"{key} {value:.1%}" for key, value in scores.items()), flush=True)
             if sum(scores.values()) > sum(best[0].values()):
                 best = (scores, step + 1, {k: v.detach().clone() for k, v in model.state_dict().items()})
+        if checkpoint is not None and (step + 1) % checkpoint_every == 0 and step + 1 < steps:
+            state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+                     "rng": torch.get_rng_state(), "best": best, "step": step + 1}
+            torch.save(state, checkpoint.with_suffix(".partial"))
+            checkpoint.with_suffix(".partial").replace(checkpoint)  # a kill mid-write leaves the last whole one
     if not labeler:
         return {}
     model.load_state_dict(best[2])
@@ -347,15 +373,13 @@ def build_zoo(recipe: ZooRecipe = FULL, cache: Path = CACHE, shipped: Path | Non
             continue
         start = time.time()
         print(f"[zoo] building the {kind} ({recipe})", flush=True)
-        tmp = path.with_name(path.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
+        tmp = path.with_name(path.name + ".tmp")  # where it trains (and resumes, see train)
         if kind == "policy":
             run_workers(context, [(kind, recipe, tmp)])
         else:
             # The candidates are independent: one process each, the build's threads shared among them.
             outs = [tmp.with_name(f"{tmp.name}-{extra}") for extra in recipe.labeler_candidates]
-            for out in outs:
-                shutil.rmtree(out, ignore_errors=True)
+            shutil.rmtree(tmp, ignore_errors=True)
             threads = max(1, zoo_threads() // len(outs))
             run_workers(context, [(kind, recipe, out, paths["policy"], 200, extra, threads)
                                   for out, extra in zip(outs, recipe.labeler_candidates)])

@@ -1,10 +1,12 @@
 import dataclasses
+import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import psutil
+import pytest
 import torch
 from safetensors import safe_open
 
@@ -217,3 +219,55 @@ def test_a_zoo_build_stops_when_its_caller_is_killed(tmp_path):
     assert not (tmp_path / "zoo" / SMALL.folder("policy")).exists()
     # A worker that outlived its caller and trained to the end would have saved weights in its .tmp folder.
     assert not list((tmp_path / "zoo").glob("policy-*/*.safetensors"))
+
+
+@pytest.mark.parametrize("kind", ["policy", "labeler"])
+def test_a_killed_fit_resumes_to_the_weights_of_one_that_ran_through(kind, tmp_path, monkeypatch):
+    """fit checkpoints its whole state; stopped after a checkpoint and run again, it ends on the same weights
+    (and a labeler on the same best validated step) as a fit that was never stopped."""
+    import engine.zoo as zoo
+
+    tiny = dataclasses.replace(SMALL, policy_steps=5, labeler_steps=5, labeler_validate_every=2, batch_size=4)
+    processor, world = build_processor(), ShapesWorld()
+
+    def fresh():
+        torch.manual_seed(0)
+        return zoo.build_model(tiny, processor.tokenizer)
+
+    through = fresh()
+    expected = zoo.fit(through, kind, tiny, world, processor, log_every=100)
+    real, calls = zoo.training_batch, []
+
+    def killed_at_step_3(*args):
+        calls.append(1)
+        if len(calls) == 4:
+            raise RuntimeError("killed")
+        return real(*args)
+
+    checkpoint = tmp_path / zoo.CHECKPOINT
+    monkeypatch.setattr(zoo, "training_batch", killed_at_step_3)
+    with pytest.raises(RuntimeError, match="killed"):
+        zoo.fit(fresh(), kind, tiny, world, processor, 100, checkpoint=checkpoint, checkpoint_every=2)
+    assert torch.load(checkpoint, weights_only=True)["step"] == 2
+    monkeypatch.setattr(zoo, "training_batch", real)
+    resumed = fresh()
+    assert zoo.fit(resumed, kind, tiny, world, processor, 100, checkpoint=checkpoint, checkpoint_every=2) == expected
+    a, b = through.state_dict(), resumed.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_rerun_build_keeps_a_finished_model_and_clears_an_unresumable_folder(tmp_path, capsys):
+    from engine.zoo import CHECKPOINT, train
+
+    done = tmp_path / "policy-x.tmp"
+    done.mkdir()
+    (done / "validation.json").write_text("{}")
+    train("policy", SMALL, done)  # a finished worker's folder (its report written last, no checkpoint left)
+    assert "policy-x.tmp: trained already" in capsys.readouterr().out and os.listdir(done) == ["validation.json"]
+    tiny = dataclasses.replace(SMALL, policy_steps=2, batch_size=2)
+    stale = tmp_path / "policy-y.tmp"
+    stale.mkdir()
+    (stale / "leftover.bin").write_text("from a build killed before its first checkpoint")
+    train("policy", tiny, stale)
+    assert not (stale / "leftover.bin").exists() and not (stale / CHECKPOINT).exists()
+    assert (stale / "validation.json").is_file() and (stale / "model.safetensors").is_file()
