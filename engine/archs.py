@@ -24,8 +24,9 @@ from pathlib import Path
 
 import torch
 
-from engine.zoo import CHAT_TEMPLATE as LLAVA_TEMPLATE  # llava-1.5's conversation format
-from engine.zoo import CLIP_MEAN, CLIP_STD, chat_prompt, save
+from engine.generation import chat_prompt
+from engine.zoo_models import CHAT_TEMPLATE as LLAVA_TEMPLATE  # llava-1.5's conversation format
+from engine.zoo_models import CLIP_MEAN, CLIP_STD, save
 from evaluation.shapes import grammar_text
 from feedback.labelers import QUESTION_SUFFIX
 

@@ -38,7 +38,7 @@ def merge_adapter(adapter_dir: str | Path, out_dir: str | Path, base_model: str 
     from peft import PeftModel
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    from engine.zoo import save
+    from engine.zoo_models import save
 
     adapter, out = Path(adapter_dir), Path(out_dir)
     if out.exists() and any(out.iterdir()):

@@ -51,7 +51,7 @@ def test_max_length_cuts_completions_and_never_image_tokens(small_zoo, tmp_path)
     from transformers import AutoProcessor
 
     from engine.training import CappedCollator, load_pairs
-    from engine.zoo import IMAGE_TOKENS
+    from engine.zoo_models import IMAGE_TOKENS
 
     write_pairs(tmp_path / "pairs", "pairs", prompts=2)
     processor = AutoProcessor.from_pretrained(small_zoo["policy"])

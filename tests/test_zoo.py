@@ -10,7 +10,9 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from engine.zoo import SMALL, build_processor, chat_prompt, pixel_values, training_batch
+from engine.generation import chat_prompt
+from engine.zoo import SMALL, training_batch
+from engine.zoo_models import build_processor, pixel_values
 from evaluation.shapes import ShapesWorld
 
 
@@ -119,7 +121,7 @@ def test_a_deepened_labeler_starts_as_the_policy(small_zoo):
     """The labeler's extra layers start as identity: before training it answers exactly as the policy does."""
     from transformers import LlavaForConditionalGeneration
 
-    from engine.zoo import deepened
+    from engine.zoo_models import deepened
 
     policy = LlavaForConditionalGeneration.from_pretrained(small_zoo["policy"], dtype=torch.float32).eval()
     batch = training_batch(build_processor(), [ShapesWorld().labeler_example(i) for i in range(3)])
@@ -226,13 +228,14 @@ def test_a_killed_fit_resumes_to_the_weights_of_one_that_ran_through(tmp_path, m
     and the same best validated step as a fit that was never stopped (a labeler's fit: the policy's is the
     same loop without validation)."""
     import engine.zoo as zoo
+    from engine.zoo_models import build_model
 
     tiny = dataclasses.replace(SMALL, labeler_steps=4, labeler_validate_every=2, batch_size=4)
     processor, world = build_processor(), ShapesWorld()
 
     def fresh():
         torch.manual_seed(0)
-        return zoo.build_model(tiny, processor.tokenizer)
+        return build_model(tiny, processor.tokenizer)
 
     through = fresh()
     kind = "labeler"
