@@ -81,7 +81,7 @@ def status(run_dir: str | Path) -> str:
     for suite in suites:
         evaluated = [k for k in round_numbers if run.is_done(k, eval_stage(suite))]
         if evaluated:
-            metrics, _ = run.read_eval(evaluated[-1], suite)
+            metrics = run.read_eval_metrics(evaluated[-1], suite)
             lines.append(f"last eval{'' if len(suites) == 1 else ' ' + suite} (round {evaluated[-1]}): " + "  ".join(
                 f"{m} {metrics[m]:.3f}" for m in HEADLINE.get(suite, sorted(metrics)) if isinstance(metrics.get(m), float)))
     if metrics_rows:

@@ -166,13 +166,20 @@ class RunLayout:
                                "its table cannot be read")
         return [row for path in self.shards(k, stage) for row in shard_rows(path, columns)]
 
+    def read_eval_metrics(self, k: int, suite: str) -> dict | None:
+        """The figures of a finished evaluation suite of round k (no responses read); None when unfinished."""
+        if not self.is_done(k, eval_stage(suite)):
+            return None
+        return json.loads(self.eval_metrics(k, suite).read_text())
+
     def read_eval(self, k: int, suite: str) -> tuple[dict, list[dict]] | None:
         """(metrics, responses) of a finished evaluation suite of round k; None when it has not finished."""
-        if not self.is_done(k, eval_stage(suite)):
+        metrics = self.read_eval_metrics(k, suite)
+        if metrics is None:
             return None
         responses = self.eval_responses(k, suite)
         rows = [json.loads(line) for line in responses.read_text().splitlines()] if responses.exists() else []
-        return json.loads(self.eval_metrics(k, suite).read_text()), rows
+        return metrics, rows
 
     def metrics(self) -> list[dict]:
         """RUN/metrics.jsonl: one line per round and stage with its figures."""

@@ -57,7 +57,7 @@ def read_rounds(run_dir: str | Path) -> list[dict]:
         train_json = _json(run.policy(k) / "candor_train.json") or {}
         pairs = run.read_stage(k, "pairs", ["chosen_score", "rejected_score"]) if "pairs" in stages else []
         prompts = (stages.get("prompts") or {}).get("rows")
-        evals = {suite: run.read_eval(k, suite)[0] for suite in suites if run.read_eval(k, suite)}
+        evals = {suite: figures for suite in suites if (figures := run.read_eval_metrics(k, suite)) is not None}
         rounds.append({"round": k, "eval": evals.get(suites[0]), "evals": evals, "stages": stages,
                        "train": {**(stages.get("train") or {}), **{a: b for a, b in train_json.items() if a != "log_history"}},
                        "log_history": train_json.get("log_history") or [],

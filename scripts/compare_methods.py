@@ -50,7 +50,7 @@ def run_method(method: str, run_dir: Path, rounds: int, overrides: list[str], st
 def figures(run_dir: Path, rounds: int) -> dict:
     """Held-out figures of every round, pairs trained on, and each round's stage seconds."""
     metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    evals = [RunLayout(run_dir).read_eval(k, "shapesworld")[0] for k in range(rounds + 1)]
+    evals = [RunLayout(run_dir).read_eval_metrics(k, "shapesworld") for k in range(rounds + 1)]
     pairs_info = {r["round"]: r for r in metrics if r["stage"] == "pairs"}
     return {"first": evals[0], "last": evals[-1], "evals": evals,
             "pairs": sum(r.get("pairs", 0) for r in metrics if r["stage"] == "train" and r["round"] >= 1),

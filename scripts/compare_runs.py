@@ -19,24 +19,28 @@ def table(runs: list[Path]) -> list[str]:
     for run in runs:
         lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
         labeler = next((l for l in (run / "config.yaml").read_text().splitlines() if l.strip().startswith("labeler:")), "")
-        for k in sorted({r["round"] for r in lines}):
-            finished = RunLayout(run).read_eval(k, "shapesworld")
-            if finished is None:
-                continue
+        for k, figures in evaluated(run).items():
             train = next((r for r in lines if r["round"] == k and r["stage"] == "train"), {})
             wall = sum(r.get("seconds", 0) for r in lines if r["round"] == k)
-            out.append(f"| {run.name} | {labeler.split(':', 1)[1].strip()} | {k} | {result_cells(finished[0], train)} | {wall:.0f} |")
+            out.append(f"| {run.name} | {labeler.split(':', 1)[1].strip()} | {k} | {result_cells(figures, train)} | {wall:.0f} |")
     return out
+
+
+def evaluated(run: Path) -> dict[int, dict]:
+    """{round: its ShapesWorld figures} for every round of the run whose evaluation finished, in round order."""
+    layout = RunLayout(run)
+    figures = {k: layout.read_eval_metrics(k, "shapesworld") for k in sorted({r["round"] for r in layout.metrics()})}
+    return {k: f for k, f in figures.items() if f is not None}
 
 
 def relative_changes(run: Path) -> tuple[int, float, float]:
     """(last evaluated round, relative change of CHAIR-i, of recall) from round 0 to that round."""
-    layout = RunLayout(run)
-    rounds = [k for k in sorted({r["round"] for r in layout.metrics()}) if layout.read_eval(k, "shapesworld")]
-    if 0 not in rounds or len(rounds) < 2:
-        raise SystemExit(f"{run}: needs round 0 and a later round evaluated (has {rounds})")
-    first, last = layout.read_eval(0, "shapesworld")[0], layout.read_eval(rounds[-1], "shapesworld")[0]
-    return rounds[-1], last["chair_i"] / first["chair_i"] - 1, last["recall"] / first["recall"] - 1
+    figures = evaluated(run)
+    if 0 not in figures or len(figures) < 2:
+        raise SystemExit(f"{run}: needs round 0 and a later round evaluated (has {list(figures)})")
+    last = max(figures)
+    first, final = figures[0], figures[last]
+    return last, final["chair_i"] / first["chair_i"] - 1, final["recall"] / first["recall"] - 1
 
 
 def spread(runs: list[Path]) -> list[str]:
