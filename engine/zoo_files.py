@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 from pathlib import Path
 
 SHIPPED = Path(__file__).resolve().parent.parent / "zoo"
+# Where built and installed models live on this machine; outside the repository with CANDOR_CACHE.
+CACHE = Path(os.environ.get("CANDOR_CACHE", Path(__file__).resolve().parent.parent / ".cache"))
 MANIFEST = "MANIFEST.json"
 
 
