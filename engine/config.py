@@ -239,6 +239,8 @@ def _overlay(base: dict, top: dict, where: str = "") -> dict:
     """``base`` with ``top``'s keys over it, nested mappings merged key by key (the command line over the file)."""
     merged = dict(base)
     for key, value in top.items():
+        # A file's round key (YAML's 2) and the command line's ("2") are one key: merge, do not shadow
+        key = next((k for k in merged if str(k) == str(key)), key)
         if isinstance(value, dict) and key in merged:
             if not isinstance(merged[key], dict):
                 raise ConfigError(f"{where}{key}: expected a mapping of keys, got {merged[key]!r}")

@@ -250,6 +250,12 @@ def test_train_keys_change_from_a_round_on():
     assert "train.from_round.2.sft_weight" in binding_keys(cfg)  # a change would mix two recipes in one run
 
 
+def test_an_override_of_a_round_keeps_the_files_other_keys_for_that_round():
+    cfg = load_config("configs/shapes-rlaifv.yaml", ["train.from_round.2.lr=2.5e-4"])
+    assert cfg.train.from_round[2] == {"sft_weight": 2.0, "lr": 2.5e-4}  # the file's sft_weight is kept
+    assert (cfg.train.for_round(2).sft_weight, cfg.train.for_round(2).lr) == (2.0, 2.5e-4)
+
+
 def test_pair_keys_change_from_a_round_on():
     cfg = load_config("configs/shapes-rlaifv.yaml", ["feedback.rlaifv.min_margin=2",
                                                       "feedback.rlaifv.from_round.2.min_margin=0"])
