@@ -245,15 +245,15 @@ def test_train_keys_change_from_a_round_on():
     cfg = load_config("configs/shapes-rlaifv.yaml", ["train.from_round.3.lr=1e-4", "train.from_round.2.sft_weight=3",
                                                       "train.from_round.3.sft_weight=4"])
     by_round = [(t.lr, t.sft_weight, t.beta) for t in map(cfg.train.for_round, (1, 2, 3, 4))]
-    assert by_round == [(5e-4, 1.0, 0.1), (5e-4, 3.0, 0.1), (1e-4, 4.0, 0.1), (1e-4, 4.0, 0.1)]
-    assert cfg.train.from_round[2] == {"sft_weight": 3.0}  # typed, as RUN/config.yaml saves it
+    assert by_round == [(5e-4, 1.0, 0.1), (2.5e-4, 3.0, 0.1), (1e-4, 4.0, 0.1), (1e-4, 4.0, 0.1)]
+    assert cfg.train.from_round[2] == {"sft_weight": 3.0, "lr": 2.5e-4}  # typed, as RUN/config.yaml saves it
     assert "train.from_round.2.sft_weight" in binding_keys(cfg)  # a change would mix two recipes in one run
 
 
 def test_an_override_of_a_round_keeps_the_files_other_keys_for_that_round():
-    cfg = load_config("configs/shapes-rlaifv.yaml", ["train.from_round.2.lr=2.5e-4"])
-    assert cfg.train.from_round[2] == {"sft_weight": 2.0, "lr": 2.5e-4}  # the file's sft_weight is kept
-    assert (cfg.train.for_round(2).sft_weight, cfg.train.for_round(2).lr) == (2.0, 2.5e-4)
+    cfg = load_config("configs/shapes-rlaifv.yaml", ["train.from_round.2.lr=1e-4"])
+    assert cfg.train.from_round[2] == {"sft_weight": 2.0, "lr": 1e-4}  # the file's sft_weight is kept
+    assert (cfg.train.for_round(2).sft_weight, cfg.train.for_round(2).lr) == (2.0, 1e-4)
 
 
 def test_pair_keys_change_from_a_round_on():
