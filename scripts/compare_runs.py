@@ -2,10 +2,11 @@
 to its last evaluated round) with the mean ± sd over the runs (run seeds, say):
 python scripts/compare_runs.py RUN_DIR [RUN_DIR ...]"""
 import argparse
-import json
 import statistics
 import sys
 from pathlib import Path
+
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # this checkout's package, whatever the environment has installed
@@ -14,15 +15,15 @@ from evaluation.layout import RunLayout  # noqa: E402  (after the path line, so 
 from evaluation.report import RESULT_COLUMNS, result_cells  # noqa: E402
 
 
-def table(runs: list[Path]) -> list[str]:
+def table(runs: dict[Path, dict[int, dict]]) -> list[str]:
     out = [f"| run | labeler | round | {RESULT_COLUMNS} | wall s |", "|---" * 10 + "|"]
-    for run in runs:
-        lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-        labeler = next((l for l in (run / "config.yaml").read_text().splitlines() if l.strip().startswith("labeler:")), "")
-        for k, figures in evaluated(run).items():
+    for run, figures in runs.items():
+        lines = RunLayout(run).metrics()
+        labeler = yaml.safe_load((run / "config.yaml").read_text())["feedback"]["labeler"]
+        for k, round_figures in figures.items():
             train = next((r for r in lines if r["round"] == k and r["stage"] == "train"), {})
             wall = sum(r.get("seconds", 0) for r in lines if r["round"] == k)
-            out.append(f"| {run.name} | {labeler.split(':', 1)[1].strip()} | {k} | {result_cells(figures, train)} | {wall:.0f} |")
+            out.append(f"| {run.name} | {labeler} | {k} | {result_cells(round_figures, train)} | {wall:.0f} |")
     return out
 
 
@@ -33,9 +34,8 @@ def evaluated(run: Path) -> dict[int, dict]:
     return {k: f for k, f in figures.items() if f is not None}
 
 
-def relative_changes(run: Path) -> tuple[int, float, float]:
+def relative_changes(run: Path, figures: dict[int, dict]) -> tuple[int, float, float]:
     """(last evaluated round, relative change of CHAIR-i, of recall) from round 0 to that round."""
-    figures = evaluated(run)
     if 0 not in figures or len(figures) < 2:
         raise SystemExit(f"{run}: needs round 0 and a later round evaluated (has {list(figures)})")
     last = max(figures)
@@ -43,8 +43,8 @@ def relative_changes(run: Path) -> tuple[int, float, float]:
     return last, final["chair_i"] / first["chair_i"] - 1, final["recall"] / first["recall"] - 1
 
 
-def spread(runs: list[Path]) -> list[str]:
-    changes = {run.name: relative_changes(run) for run in runs}
+def spread(runs: dict[Path, dict[int, dict]]) -> list[str]:
+    changes = {run.name: relative_changes(run, figures) for run, figures in runs.items()}
     out = [f"{name}: CHAIR-i {cut:+.1%}, recall {recall:+.1%} after round {k}" for name, (k, cut, recall) in changes.items()]
     if len(runs) > 1:
         cuts, recalls = ([c[i] for c in changes.values()] for i in (1, 2))
@@ -60,7 +60,8 @@ def main(argv=None):
     for run in runs:
         if not (run / "metrics.jsonl").is_file():
             raise SystemExit(f"{run}: not a run directory (no metrics.jsonl)")
-    print("\n".join(table(runs) + [""] + spread(runs)))
+    figures = {run: evaluated(run) for run in runs}  # each evaluation read once, for the table and the spread
+    print("\n".join(table(figures) + [""] + spread(figures)))
 
 
 if __name__ == "__main__":
