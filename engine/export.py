@@ -12,7 +12,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import yaml
 
 from evaluation.layout import RunLayout
 from evaluation.report import claim_marks, message_text
@@ -48,7 +47,7 @@ def export_preferences(run_dir: str | Path, out_dir: str | Path):
         raise FileNotFoundError(f"{run}: not a run directory (no rounds/ folder)")
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"{out}: exists and is not empty; export into a new folder")
-    config = yaml.safe_load(layout.config.read_text()) if layout.config.exists() else {}
+    config = layout.saved_config()
     default_source = (config.get("feedback") or {}).get("source", "rlaifv")
     rounds = [k for k in layout.round_numbers() if layout.is_done(k, "pairs") and layout.shards(k, "pairs")]
     parts = [_round_dataset(run, k, default_source) for k in rounds]

@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
-import yaml
 
 from evaluation.layout import LEGACY_EVAL_SUITE, RunLayout, eval_stage
 from evaluation.suites import HEADLINE
@@ -52,7 +51,7 @@ def status(run_dir: str | Path) -> str:
     run = RunLayout(run_dir)
     if not run.is_run() or not run.config.exists():
         raise FileNotFoundError(f"{run.root}: not a run directory (needs config.yaml and rounds/)")
-    config = yaml.safe_load(run.config.read_text())
+    config = run.saved_config()
     rounds_planned = config["run"]["rounds"]
     shard_size = config["sampling"]["shard_size"]
     suites = (config.get("eval") or {}).get("suites") or [LEGACY_EVAL_SUITE]

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import yaml
 
 MARKER = "_SUCCESS"
 EVAL = "eval"
@@ -180,6 +181,11 @@ class RunLayout:
         responses = self.eval_responses(k, suite)
         rows = [json.loads(line) for line in responses.read_text().splitlines()] if responses.exists() else []
         return metrics, rows
+
+    def saved_config(self) -> dict:
+        """RUN/config.yaml, the resolved config the run saved; {} before it saved one."""
+        path = self.config
+        return (yaml.safe_load(path.read_text()) or {}) if path.exists() else {}
 
     def metrics(self) -> list[dict]:
         """RUN/metrics.jsonl: one line per round and stage with its figures."""

@@ -16,7 +16,6 @@ import sys
 import unicodedata
 from pathlib import Path
 
-import yaml
 
 from evaluation.hallucination import per_answer
 from evaluation.layout import LEGACY_EVAL_SUITE, RunLayout
@@ -38,7 +37,7 @@ def message_text(message) -> str:
 
 def run_suites(run: RunLayout) -> list[str]:
     """The run's ``eval.suites`` (runs made before suites: shapesworld's eval only)."""
-    config = yaml.safe_load(run.config.read_text()) if run.config.exists() else {}
+    config = run.saved_config()
     return list((config.get("eval") or {}).get("suites") or [LEGACY_EVAL_SUITE])
 
 
@@ -225,7 +224,7 @@ def write_report(run_dir: str | Path, metric: str = "chair_i", lower_is_better: 
     rounds, suites = read_rounds(run), run_suites(RunLayout(run))
     suite, name = resolve_metric(metric, suites)
     best = best_round(rounds, f"{suite}/{name}", lower_is_better)
-    config = yaml.safe_load((run / "config.yaml").read_text()) if (run / "config.yaml").exists() else {}
+    config = RunLayout(run).saved_config()
     shapes = (config.get("data") or {}).get("source", "shapesworld") == "shapesworld"
     plots = run / "report"
     plots.mkdir(exist_ok=True)

@@ -6,8 +6,6 @@ import statistics
 import sys
 from pathlib import Path
 
-import yaml
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # this checkout's package, whatever the environment has installed
 
@@ -19,7 +17,7 @@ def table(runs: dict[Path, dict[int, dict]]) -> list[str]:
     out = [f"| run | labeler | round | {RESULT_COLUMNS} | wall s |", "|---" * 10 + "|"]
     for run, figures in runs.items():
         lines = RunLayout(run).metrics()
-        labeler = yaml.safe_load((run / "config.yaml").read_text())["feedback"]["labeler"]
+        labeler = RunLayout(run).saved_config()["feedback"]["labeler"]
         for k, round_figures in figures.items():
             train = next((r for r in lines if r["round"] == k and r["stage"] == "train"), {})
             wall = sum(r.get("seconds", 0) for r in lines if r["round"] == k)
